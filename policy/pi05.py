@@ -1,0 +1,198 @@
+"""The pi0.5 network (and pi0 with `pi05=False`): one function for the planner, the actor and training.
+
+Sequence layout: prefix = image tokens of every camera + prompt tokens (bidirectional among valid tokens),
+suffix = H action tokens (a causal block after the prefix; the prefix never sees it). In pi0.5 the flow time
+enters the action expert through adaRMSNorm; in pi0 through an action-time MLP plus a state token.
+
+Axis names: B batch, P prefix tokens, A action horizon, C action dim, D width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from policy import masks
+from policy.config import ModelConfig
+from policy.gemma import Dense, KVCache, MixtureTransformer
+from policy.observation import ModelInput
+from policy.siglip import SigLIP
+
+TIME_MIN_PERIOD = 4e-3
+TIME_MAX_PERIOD = 4.0
+
+
+def posemb_sincos(t: jax.Array, width: int, min_period: float, max_period: float) -> jax.Array:
+    """Sin-cos embedding of scalars t [B] → [B,width], periods geometric between min and max."""
+    if width % 2:
+        raise ValueError(f"time embedding width must be even, got {width}")
+    fraction = jnp.linspace(0.0, 1.0, width // 2)
+    period = min_period * (max_period / min_period) ** fraction
+    angle = jnp.einsum("i,j->ij", t, 1.0 / period * 2 * jnp.pi, precision=jax.lax.Precision.HIGHEST)
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+class PaliGemma(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        experts = [cfg.paligemma, cfg.action_expert]
+        self.llm = MixtureTransformer(experts, [False, cfg.pi05], cfg.vocab_size, cfg.dtype, rngs=rngs)
+        self.img = SigLIP(cfg.vision, cfg.paligemma.width, cfg.dtype, rngs=rngs)
+
+
+class Pi05(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        width = cfg.action_expert.width
+        self.PaliGemma = PaliGemma(cfg, rngs=rngs)
+        self.action_in_proj = Dense(cfg.action_dim, width, rngs=rngs)
+        if cfg.pi05:
+            self.time_mlp_in = Dense(width, width, rngs=rngs)
+            self.time_mlp_out = Dense(width, width, rngs=rngs)
+        else:
+            self.state_proj = Dense(cfg.action_dim, width, rngs=rngs)
+            self.action_time_mlp_in = Dense(2 * width, width, rngs=rngs)
+            self.action_time_mlp_out = Dense(width, width, rngs=rngs)
+        self.action_out_proj = Dense(width, cfg.action_dim, rngs=rngs)
+
+    # -- prefix ------------------------------------------------------------------------------------------------
+
+    def embed_prefix(self, obs: ModelInput) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Prefix embeddings [B,P,D], input mask [B,P] and ar mask [B,P]."""
+        tokens, input_mask, ar_mask = [], [], []
+        batch = obs.batch_size
+        for name in self.cfg.image_keys:
+            if name not in obs.images:
+                raise ValueError(f"missing image {name!r}; the model expects {list(self.cfg.image_keys)}")
+            image_tokens = self.PaliGemma.img(obs.images[name])
+            n = image_tokens.shape[1]
+            tokens.append(image_tokens)
+            input_mask.append(jnp.broadcast_to(obs.image_masks[name][:, None], (batch, n)))
+            ar_mask.append(jnp.zeros((batch, n), jnp.bool_))
+        tokens.append(self.PaliGemma.llm.embed(obs.tokens))
+        input_mask.append(obs.token_mask.astype(jnp.bool_))
+        text_ar = jnp.zeros_like(obs.token_mask, jnp.bool_) if obs.token_ar_mask is None else obs.token_ar_mask
+        ar_mask.append(text_ar.astype(jnp.bool_))
+        embedded = jnp.concatenate([t.astype(self.cfg.dtype) for t in tokens], axis=1)
+        return embedded, jnp.concatenate(input_mask, axis=1), jnp.concatenate(ar_mask, axis=1)
+
+    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
+        """One pass over the prefix: its final hidden states [B,P,D], its KV cache, and its input mask [B,P]."""
+        embedded, input_mask, ar_mask = self.embed_prefix(obs)
+        attn = masks.make_attn_mask(input_mask, ar_mask)
+        positions = masks.positions_from_mask(input_mask)
+        (hidden, _), cache = self.PaliGemma.llm([embedded, None], positions, attn)
+        return hidden, cache, input_mask
+
+    # -- language head -----------------------------------------------------------------------------------------
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        return self.PaliGemma.llm.logits(hidden)
+
+    def decode_step(
+        self,
+        token: jax.Array,
+        position: jax.Array,
+        cache: KVCache,
+        write_index: jax.Array,
+        key_mask: jax.Array,
+    ) -> tuple[jax.Array, KVCache]:
+        """Feeds one token per row [B] at `position` [B], writing its keys at buffer slot `write_index`.
+
+        key_mask [B,S] says which buffer slots (the new one included) the token attends to. Returns the logits
+        [B,V] of the next token and the updated buffer.
+        """
+        embedded = self.PaliGemma.llm.embed(token[:, None])
+        (hidden, _), cache = self.PaliGemma.llm(
+            [embedded, None], position[:, None], key_mask[:, None, :], cache=cache, cache_index=write_index
+        )
+        return self.logits(hidden[:, 0]), cache
+
+    # -- action suffix -----------------------------------------------------------------------------------------
+
+    def embed_suffix(
+        self, obs: ModelInput, x_t: jax.Array, t: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
+        """Suffix embeddings [B,S,D], input mask, ar mask and the adaRMS condition (pi0.5) or None (pi0)."""
+        batch, horizon = x_t.shape[:2]
+        action_tokens = self.action_in_proj(x_t)
+        time_emb = posemb_sincos(t, action_tokens.shape[-1], TIME_MIN_PERIOD, TIME_MAX_PERIOD)
+        ar = [jnp.ones((batch, 1), jnp.bool_), jnp.zeros((batch, horizon - 1), jnp.bool_)]
+        if self.cfg.pi05:
+            cond = nnx.swish(self.time_mlp_out(nnx.swish(self.time_mlp_in(time_emb))))
+            tokens, cond_out = action_tokens, cond
+        else:
+            if obs.state is None:
+                raise ValueError("pi0 needs the state in the model input")
+            time_tokens = jnp.broadcast_to(time_emb[:, None, :], action_tokens.shape)
+            mixed = self.action_time_mlp_in(jnp.concatenate([action_tokens, time_tokens], axis=-1))
+            mixed = self.action_time_mlp_out(nnx.swish(mixed))
+            state_token = self.state_proj(obs.state)[:, None, :]
+            tokens, cond_out = jnp.concatenate([state_token, mixed], axis=1), None
+            ar = [jnp.ones((batch, 1), jnp.bool_), *ar]
+        input_mask = jnp.ones(tokens.shape[:2], jnp.bool_)
+        return tokens, input_mask, jnp.concatenate(ar, axis=1), cond_out
+
+    def _action_velocity(self, suffix_out: jax.Array) -> jax.Array:
+        return self.action_out_proj(suffix_out[:, -self.cfg.action_horizon :])
+
+    def velocity(self, obs: ModelInput, x_t: jax.Array, t: jax.Array) -> jax.Array:
+        """v(x_t, t) [B,A,C] from one joint pass over prefix + suffix (the training forward)."""
+        prefix, prefix_mask, prefix_ar = self.embed_prefix(obs)
+        suffix, suffix_mask, suffix_ar, cond = self.embed_suffix(obs, x_t, t)
+        input_mask = jnp.concatenate([prefix_mask, suffix_mask], axis=1)
+        attn = masks.make_attn_mask(input_mask, jnp.concatenate([prefix_ar, suffix_ar], axis=1))
+        positions = masks.positions_from_mask(input_mask)
+        (_, suffix_out), _ = self.PaliGemma.llm([prefix, suffix], positions, attn, conds=[None, cond])
+        return self._action_velocity(suffix_out)
+
+    def velocity_from_cache(
+        self, obs: ModelInput, cache: KVCache, prefix_mask: jax.Array, x_t: jax.Array, t: jax.Array
+    ) -> jax.Array:
+        """v(x_t, t) running only the action expert against a filled prefix cache."""
+        suffix, suffix_mask, suffix_ar, cond = self.embed_suffix(obs, x_t, t)
+        suffix_len = suffix.shape[1]
+        attn = jnp.concatenate(
+            [masks.cross_mask(suffix_len, prefix_mask), masks.make_attn_mask(suffix_mask, suffix_ar)], axis=-1
+        )
+        offset = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[:, None]
+        positions = masks.positions_from_mask(suffix_mask, offset)
+        (_, suffix_out), _ = self.PaliGemma.llm([None, suffix], positions, attn, conds=[None, cond], cache=cache)
+        return self._action_velocity(suffix_out)
+
+    def sample_actions(
+        self,
+        obs: ModelInput,
+        noise: jax.Array | None = None,
+        *,
+        rng: jax.Array | None = None,
+        num_steps: int = 10,
+    ) -> jax.Array:
+        """Euler integration of the flow from t=1 (noise) to t=0, the prefix cached once. → [B,A,C] (normalized)."""
+        if noise is None:
+            if rng is None:
+                raise ValueError("sample_actions needs either noise or rng")
+            noise = jax.random.normal(rng, (obs.batch_size, self.cfg.action_horizon, self.cfg.action_dim))
+        _, cache, prefix_mask = self.fill_prefix(obs)
+        dt = -1.0 / num_steps
+        batch = obs.batch_size
+
+        def step(carry):
+            x_t, t = carry
+            v_t = self.velocity_from_cache(obs, cache, prefix_mask, x_t, jnp.broadcast_to(t, (batch,)))
+            return x_t + dt * v_t, t + dt
+
+        x_0, _ = jax.lax.while_loop(lambda c: c[1] >= -dt / 2, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
+        return x_0
+
+    # -- training ----------------------------------------------------------------------------------------------
+
+    def compute_loss(self, rng: jax.Array, obs: ModelInput, actions: jax.Array) -> jax.Array:
+        """Flow-matching loss per action step [B,A]: ‖v(x_t,t) − (noise − actions)‖² averaged over action dims."""
+        noise_rng, time_rng = jax.random.split(rng)
+        noise = jax.random.normal(noise_rng, actions.shape)
+        t = jax.random.beta(time_rng, 1.5, 1.0, actions.shape[:-2]) * 0.999 + 0.001
+        t_b = t[..., None, None]
+        x_t = t_b * noise + (1 - t_b) * actions
+        v_t = self.velocity(obs, x_t, t)
+        return jnp.mean(jnp.square(v_t - (noise - actions)), axis=-1)
