@@ -19,6 +19,7 @@ from flax import nnx
 
 from policy import checkpoint, decoding
 from policy.config import ModelConfig
+from policy.errors import UserFacingError
 from policy.gemma import GemmaConfig, gemma_variants, get_gemma_config
 from policy.observation import ModelInput, uint8_to_model
 from policy.siglip import SiglipConfig, get_siglip_config
@@ -26,7 +27,7 @@ from policy.siglip import SiglipConfig, get_siglip_config
 TOLERANCE = 1e-4
 
 
-class FixtureError(ValueError):
+class FixtureError(UserFacingError):
     pass
 
 

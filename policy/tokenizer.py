@@ -129,7 +129,9 @@ def train_tokenizer(
 ) -> Path:
     """Train a tiny BPE SentencePiece model on the built-in robot corpus (+ `extra_text`) and write it.
 
-    Same arguments give the same bytes: the corpus order is fixed and training runs on one thread.
+    Same arguments give the same bytes: the corpus order is fixed and training runs on one thread. The built-in
+    corpus supports vocab sizes from about 330 (256 byte pieces + specials + its characters) to about 1150;
+    `extra_text` raises the upper bound. Out-of-range sizes raise ValueError.
     """
     if vocab_size <= 0:
         raise ValueError(f"vocab_size must be positive, got {vocab_size}")

@@ -1,0 +1,126 @@
+"""A model directory in openpi's layout, plus what serving needs beside the weights.
+
+    <dir>/params/                           orbax PyTree {"params": ...}   (openpi's layout, loads unchanged)
+    <dir>/assets/<asset_id>/norm_stats.json openpi's norm stats
+    <dir>/model_config.json                 our ModelConfig (absent in openpi checkpoints: pass a config name)
+    <dir>/tokenizer.model                   optional SentencePiece model (real checkpoints: the user gives a path)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from policy import checkpoint
+from policy.checkpoint import CheckpointError
+from policy.config import ModelConfig, get_model_config
+from policy.normalize import NormStats, load_norm_stats, save_norm_stats
+from policy.tokenizer import train_tokenizer
+
+CONFIG_FILE = "model_config.json"
+TOKENIZER_FILE = "tokenizer.model"
+DEFAULT_ASSET_ID = "default"
+# Random checkpoints get every weight perturbed, so their actions depend on images, prompt and time.
+RANDOM_CHECKPOINT_NOISE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDir:
+    root: pathlib.Path
+    config: ModelConfig
+    norm_stats: dict[str, NormStats]
+    tokenizer_path: pathlib.Path | None
+
+    @classmethod
+    def open(
+        cls,
+        root: str | pathlib.Path,
+        *,
+        config_name: str | None = None,
+        tokenizer: str | pathlib.Path | None = None,
+        asset_id: str | None = None,
+        dtype: str | None = None,
+    ) -> ModelDir:
+        """Reads config, norm stats and the tokenizer path; weights load separately (`load_model`)."""
+        root = pathlib.Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise CheckpointError(f"checkpoint directory {root} does not exist")
+        config = _read_config(root, config_name)
+        if dtype:
+            config = config.replace(dtype=dtype)
+        return cls(root, config, _read_norm_stats(root, asset_id), _tokenizer_path(root, tokenizer))
+
+    def load_model(self):
+        return checkpoint.load_model(self.config, self.root / "params")
+
+
+def _read_config(root: pathlib.Path, config_name: str | None) -> ModelConfig:
+    if config_name is not None:
+        return get_model_config(config_name)
+    path = root / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{root} has no {CONFIG_FILE}; name the model config (e.g. --config pi05)")
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{path} is not a valid model config: {err}") from err
+
+
+def _read_norm_stats(root: pathlib.Path, asset_id: str | None) -> dict[str, NormStats]:
+    assets = root / "assets"
+    if asset_id is None:
+        found = sorted(p.parent.relative_to(assets) for p in assets.rglob("norm_stats.json")) if assets.is_dir() else []
+        if not found:
+            return {}
+        if len(found) > 1:
+            raise CheckpointError(f"{assets} holds several norm stats {[str(f) for f in found]}; choose one with --asset-id")
+        asset_id = str(found[0])
+    path = assets / asset_id / "norm_stats.json"
+    if not path.exists():
+        raise CheckpointError(f"no norm stats at {path}")
+    return load_norm_stats(path)
+
+
+def _tokenizer_path(root: pathlib.Path, tokenizer: str | pathlib.Path | None) -> pathlib.Path | None:
+    if tokenizer is not None:
+        path = pathlib.Path(tokenizer).expanduser().resolve()
+        if not path.is_file():
+            raise CheckpointError(f"tokenizer {path} does not exist")
+        return path
+    bundled = root / TOKENIZER_FILE
+    return bundled if bundled.is_file() else None
+
+
+def identity_norm_stats(dim: int) -> NormStats:
+    """Stats that leave data in [-1, 1] unchanged (up to 1e-6) under both z-score and quantile normalization."""
+    return NormStats(np.zeros(dim), np.ones(dim), -np.ones(dim), np.ones(dim))
+
+
+def init_model_dir(
+    config_name: str,
+    out: str | pathlib.Path,
+    *,
+    seed: int = 0,
+    asset_id: str = DEFAULT_ASSET_ID,
+    state_dim: int | None = None,
+    action_dim: int | None = None,
+    **config_fields,
+) -> pathlib.Path:
+    """Writes a random-weight model directory with a tiny trained tokenizer and identity norm stats."""
+    out = pathlib.Path(out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise CheckpointError(f"{out} exists and is not empty; choose a new --out directory")
+    config = get_model_config(config_name, **config_fields)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_params(out / "params", checkpoint.init_params(config, seed, perturb_std=RANDOM_CHECKPOINT_NOISE))
+    (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    stats = {
+        "state": identity_norm_stats(state_dim or config.action_dim),
+        "actions": identity_norm_stats(action_dim or config.action_dim),
+    }
+    save_norm_stats(out / "assets" / asset_id / "norm_stats.json", stats)
+    train_tokenizer(out / TOKENIZER_FILE, vocab_size=min(config.vocab_size, 512))
+    return out
