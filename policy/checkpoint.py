@@ -7,7 +7,7 @@ missing key, extra key or wrong shape.
 
 from __future__ import annotations
 
-import logging
+import functools
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +21,6 @@ from policy.config import ModelConfig
 from policy.errors import UserFacingError
 from policy.pi05 import Pi05
 
-log = logging.getLogger(__name__)
 
 
 class CheckpointError(UserFacingError):
@@ -141,7 +140,11 @@ def init_params(cfg: ModelConfig, seed: int = 0, perturb_std: float = 0.0) -> di
     on all of its inputs (smoke tests, serving without real weights). Uses the `rbg` PRNG, whose init compiles
     in half the time of threefry on CPU.
     """
+    return _param_initializer(cfg, perturb_std)(jax.random.key(seed, impl="rbg"))
 
+
+@functools.cache
+def _param_initializer(cfg: ModelConfig, perturb_std: float):
     @jax.jit
     def make(key: jax.Array) -> dict[str, Any]:
         init_key, noise_key = jax.random.split(key)
@@ -153,7 +156,7 @@ def init_params(cfg: ModelConfig, seed: int = 0, perturb_std: float = 0.0) -> di
         noisy = [x + perturb_std * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)]
         return jax.tree.unflatten(treedef, noisy)
 
-    return make(jax.random.key(seed, impl="rbg"))
+    return make
 
 
 def model_params(model: Pi05) -> dict[str, Any]:

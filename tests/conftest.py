@@ -15,6 +15,14 @@ SHARED_FIXTURE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtu
 
 
 @pytest.fixture(scope="session")
+def shared_fixture() -> pathlib.Path:
+    """The openpi reference fixture in ../shared (outputs of openpi's own implementation)."""
+    if not SHARED_FIXTURE.is_dir():
+        pytest.fail(f"the openpi reference fixture is missing at {SHARED_FIXTURE}")
+    return SHARED_FIXTURE
+
+
+@pytest.fixture(scope="session")
 def tiny_config():
     from policy.config import get_model_config
 

@@ -1,0 +1,67 @@
+"""Rows of (cameras, prompt, state) into one padded `ModelInput`, with batch buckets to bound recompilation."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from policy.config import ModelConfig
+from policy.images import check_image, resize_with_pad
+from policy.observation import ModelInput, uint8_to_model
+from policy.prompts import TokenizedPrompt
+
+DEFAULT_BUCKETS = (1, 2, 4, 8, 16)
+
+
+def bucket_for(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
+    """The smallest bucket holding n rows."""
+    for size in sorted(buckets):
+        if n <= size:
+            return size
+    raise ValueError(f"batch of {n} rows exceeds the largest batch bucket {max(buckets)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One request: model camera key → uint8 [H,W,3] (absent keys are masked out), a prompt, a model-space state."""
+
+    images: Mapping[str, np.ndarray]
+    prompt: TokenizedPrompt
+    state: np.ndarray | None = None
+
+
+def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = None) -> ModelInput:
+    """Stacks rows into a ModelInput of `batch_size` rows (extra rows are copies of the first, to be discarded)."""
+    if not rows:
+        raise ValueError("build_input needs at least one row")
+    unknown = sorted({k for row in rows for k in row.images} - set(cfg.image_keys))
+    if unknown:
+        raise ValueError(f"unknown camera {unknown[0]!r}; the model reads {list(cfg.image_keys)}")
+    batch = batch_size or len(rows)
+    if batch < len(rows):
+        raise ValueError(f"batch_size {batch} is smaller than the {len(rows)} rows")
+    padded = [*rows, *[rows[0]] * (batch - len(rows))]
+    size = cfg.vision.image_size
+    images, image_masks = {}, {}
+    for key in cfg.image_keys:
+        frames = np.zeros((batch, size, size, 3), np.uint8)
+        present = np.zeros(batch, bool)
+        for i, row in enumerate(padded):
+            if key in row.images:
+                frames[i] = resize_with_pad(check_image(row.images[key], key), size, size)
+                present[i] = True
+        images[key] = uint8_to_model(frames)
+        image_masks[key] = jnp.asarray(present)
+    tokens = np.stack([row.prompt.tokens for row in padded]).astype(np.int32)
+    token_mask = np.stack([row.prompt.mask for row in padded]).astype(bool)
+    if tokens.shape[1] != cfg.max_token_len:
+        raise ValueError(f"prompt has {tokens.shape[1]} token slots, the model expects {cfg.max_token_len}")
+    state = np.zeros((batch, cfg.action_dim), np.float32)
+    for i, row in enumerate(padded):
+        if row.state is not None:
+            s = np.asarray(row.state, np.float32).reshape(-1)[: cfg.action_dim]
+            state[i, : s.shape[0]] = s
+    return ModelInput(images, image_masks, jnp.asarray(tokens), jnp.asarray(token_mask), jnp.asarray(state))
