@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow venv clean
+.PHONY: test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6).
+sysdeps:
+	@if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then \
+		echo "installing libosmesa6 (MuJoCo off-screen rendering)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6 >/dev/null; \
+	fi
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+test: $(STAMP) sysdeps
+	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) sysdeps
+	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache
