@@ -1,0 +1,344 @@
+"""Scripted experts: closed-loop state machines over privileged object poses.
+
+    expert = sim.expert.ScriptedExpert()
+    obs = env.reset()
+    while True:
+        action, subtask = expert.act(env)   # subtask, e.g. "grasp the red cube"
+        obs, done, info = env.step(action)
+        if done: break
+
+Every stage (one object into one container) runs through five subtasks, and each action is labelled with
+the one it serves:
+
+    move to the {object}      hover above it with the gripper open and aligned, then descend around it
+    grasp the {object}        close the fingers and wait for them to settle on the object
+    lift the {object}         raise it to the carrying height
+    move above the {container} carry it over the drop point and lower it to just above the rim
+    release the {object}      open the fingers and back off upwards
+
+The machine re-reads the world every step, so it recovers: a missed grasp, a dropped object or an object
+that bounced out of the container sends it back to "move to" for that object.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim import rotations as rot
+from sim import scene as sc
+from sim.env import POS_SCALE, ROT_SCALE
+from sim.tasks import in_container
+
+APPROACH, GRASP, LIFT, TRANSPORT, RELEASE = "approach", "grasp", "lift", "transport", "release"
+
+CARRY_Z = 0.15  # tool centre height while carrying (clears every rim and object)
+HOVER_ABOVE = 0.08  # hover this far above the grasp point before descending
+GRASP_ABOVE_CENTRE = 0.005
+MIN_GRASP_Z = 0.024
+RELEASE_OFFSET = 0.028  # two objects in one container: drop points this far either side of its centre
+
+
+def _subtask(phase: str, obj_descr: str, con_descr: str) -> str:
+    if phase == APPROACH:
+        return f"move to the {obj_descr}"
+    if phase == GRASP:
+        return f"grasp the {obj_descr}"
+    if phase == LIFT:
+        return f"lift the {obj_descr}"
+    if phase == TRANSPORT:
+        return f"move above the {con_descr}"
+    return f"release the {obj_descr}"
+
+
+def _nearest_equivalent(angle: float, period: float, ref: float) -> float:
+    """The angle congruent to ``angle`` modulo ``period`` that is closest to ``ref``."""
+    return ref + ((angle - ref + period / 2) % period) - period / 2
+
+
+class ScriptedExpert:
+    """Privileged expert for the placement tasks in :mod:`sim.tasks`."""
+
+    def __init__(self, max_speed: float = 0.3, descend_speed: float = 0.15, max_turn_speed: float = 2.0,
+                 grasp_seconds: float = 0.4, release_seconds: float = 0.3):
+        self.max_speed = max_speed  # m/s
+        self.descend_speed = descend_speed
+        self.max_turn_speed = max_turn_speed  # rad/s
+        self.grasp_seconds = grasp_seconds
+        self.release_seconds = release_seconds
+        self._episode_key = None
+
+    # ------------------------------------------------------------------------------- bookkeeping
+
+    def reset(self, env) -> None:
+        self._episode_key = env.episode_id
+        self.stage = 0
+        self.phase = APPROACH
+        self.counter = 0
+        self.hold_pos = None
+        self.grasp_yaw = 0.0
+        self.release_xy = None
+        self.release_yaw = None
+        self.attempts = 0
+
+    @property
+    def subtask(self) -> str:
+        return self._label
+
+    def act(self, env) -> tuple[np.ndarray, str]:
+        """The next action (7,) for ``env`` and the subtask it serves."""
+        if env.episode_id != self._episode_key:
+            self.reset(env)
+        stages = env.goal.stages
+        for _ in range(3):  # re-plan when a stage finishes so the label names the new object
+            stage = self.stage
+            obj, con = stages[min(stage, len(stages) - 1)]
+            ospec, cspec = env.object_spec(obj), env.container_spec(con)
+            self._obj, self._con = obj, con
+            self._okind = sc.OBJECT_KINDS[ospec.kind]
+            self._ckind = sc.CONTAINER_KINDS[cspec.kind]
+            if stage >= len(stages):  # all placed: hold still until the env reports success
+                self.phase = RELEASE
+            target_pos, target_yaw, grip = self._plan(env)
+            if self.stage == stage:
+                break
+        self._label = _subtask(self.phase, ospec.description, cspec.description)
+        return self._action(env, target_pos, target_yaw, grip), self._label
+
+    # -------------------------------------------------------------------------------- the machine
+
+    def _seconds(self, env, s: float) -> int:
+        return max(1, int(math.ceil(s * env.control_hz)))
+
+    def _grasp_point(self, env) -> tuple[np.ndarray, float]:
+        p = env.body_pos(self._obj)
+        m = env.body_mat(self._obj)
+        ee_yaw = rot.yaw_of_mat(env.ee_mat())
+        up = int(np.argmax(np.abs(m[2, :])))  # the body axis closest to vertical
+        if self._okind.name == "cube":
+            horiz = m[:, (up + 1) % 3]
+            yaw = _nearest_equivalent(math.atan2(horiz[1], horiz[0]), math.pi / 2, 0.0)
+        else:  # cylinder: axis is body z
+            axis = m[:, 2]
+            if abs(axis[2]) > 0.7:  # upright: any yaw grips it
+                yaw = float(np.clip(ee_yaw, -math.pi / 4, math.pi / 4))
+            else:  # lying: close the fingers across it (hand x along the axis)
+                yaw = _nearest_equivalent(math.atan2(axis[1], axis[0]), math.pi, 0.0)
+        z = max(p[2] + GRASP_ABOVE_CENTRE, MIN_GRASP_Z)
+        return np.array([p[0], p[1], z]), yaw
+
+    def _object_in_hand(self, env) -> bool:
+        rel = env.body_pos(self._obj) - env.ee_pos()
+        if np.linalg.norm(rel) > 0.045:
+            return False
+        return env.gripper_opening() > 0.008
+
+    def _release_point(self, env) -> tuple[np.ndarray, float]:
+        """Drop point above the target container and the yaw to hold there."""
+        c = env.body_pos(self._con)
+        ee_yaw = rot.yaw_of_mat(env.ee_mat())
+        n_stages = len(env.goal.stages)
+        if self.release_xy is None:
+            if n_stages == 1:
+                offset = np.zeros(2)
+                yaw = ee_yaw
+            else:
+                # Drop away from objects already in this container, along the hand's x axis so that the
+                # opening fingers (hand y) stay clear of them.
+                others = [env.body_pos(o)[:2] for o, cc in env.goal.stages[: self.stage] if cc == self._con]
+                if others:
+                    away = c[:2] - np.mean(others, axis=0)
+                    if np.linalg.norm(away) < 1e-3:
+                        away = np.array([math.cos(ee_yaw), math.sin(ee_yaw)])
+                    d = away / np.linalg.norm(away)
+                    yaw = _nearest_equivalent(math.atan2(d[1], d[0]), math.pi, ee_yaw)
+                else:
+                    d = np.array([math.cos(ee_yaw), math.sin(ee_yaw)])
+                    if self.stage == 0:
+                        d = -d  # first object to the near side of the hand's x axis
+                    yaw = ee_yaw
+                offset = RELEASE_OFFSET * d
+            self.release_xy = offset  # relative to the container, which may still move
+            self.release_yaw = yaw
+        ck = self._ckind
+        bottom = -(GRASP_ABOVE_CENTRE + self._okind.half_height)  # object bottom relative to the TCP
+        z = c[2] + max(ck.floor - bottom + 0.015, ck.rim + sc.FINGERTIP_BELOW_TCP + 0.006)
+        return np.array([c[0] + self.release_xy[0], c[1] + self.release_xy[1], z]), self.release_yaw
+
+    def _goto(self, phase: str) -> None:
+        self.phase = phase
+        self.counter = 0
+        if phase == APPROACH:
+            self.hold_pos = None
+            self.release_xy = None
+            self.release_yaw = None
+            self.attempts += 1
+
+    def _plan(self, env):
+        ee = env.ee_pos()
+        ee_yaw = rot.yaw_of_mat(env.ee_mat())
+
+        if self.phase == APPROACH:
+            gp, yaw = self._grasp_point(env)
+            hover_z = gp[2] + HOVER_ABOVE
+            xy_err = float(np.linalg.norm(ee[:2] - gp[:2]))
+            yaw_err = abs(rot.wrap_angle(ee_yaw - yaw))
+            if env.gripper_opening() < 2 * sc.FINGER_OPEN - 0.01 and ee[2] < hover_z - 0.02:
+                return ee, ee_yaw, -1.0  # first open the fingers where we are
+            if xy_err > 0.012 or yaw_err > 0.08:
+                if ee[2] < hover_z - 0.025 and xy_err > 0.02:
+                    return np.array([ee[0], ee[1], hover_z]), ee_yaw, -1.0  # rise before moving sideways
+                return np.array([gp[0], gp[1], hover_z]), yaw, -1.0
+            if np.linalg.norm(ee - gp) < 0.006:
+                self._goto(GRASP)
+                self.hold_pos = ee.copy()
+                self.grasp_yaw = yaw
+            else:
+                return gp, yaw, -1.0
+
+        if self.phase == GRASP:
+            self.counter += 1
+            if self.counter >= self._seconds(env, self.grasp_seconds):
+                left, right = env.finger_contacts(self._obj)
+                if left and right and env.gripper_opening() > 0.008:
+                    self._goto(LIFT)
+                else:
+                    self._goto(APPROACH)
+                    return ee, ee_yaw, -1.0
+            else:
+                return self.hold_pos, self.grasp_yaw, 1.0
+
+        if self.phase == LIFT:
+            if not self._object_in_hand(env):
+                self._goto(APPROACH)
+                return ee, ee_yaw, -1.0
+            if ee[2] > CARRY_Z - 0.01:
+                self._goto(TRANSPORT)
+            else:
+                return np.array([self.hold_pos[0], self.hold_pos[1], CARRY_Z]), self.grasp_yaw, 1.0
+
+        if self.phase == TRANSPORT:
+            if not self._object_in_hand(env):
+                self._goto(APPROACH)
+                return ee, ee_yaw, -1.0
+            rp, ryaw = self._release_point(env)
+            if float(np.linalg.norm(ee[:2] - rp[:2])) > 0.01 or abs(rot.wrap_angle(ee_yaw - ryaw)) > 0.08:
+                z = CARRY_Z if ee[2] < CARRY_Z - 0.02 else ee[2]  # at carrying height, then sideways
+                return np.array([rp[0], rp[1], z]), ryaw, 1.0
+            if np.linalg.norm(ee - rp) < 0.008:
+                self._goto(RELEASE)
+                self.hold_pos = ee.copy()
+            else:
+                return rp, ryaw, 1.0
+
+        # RELEASE
+        self.counter += 1
+        if self.hold_pos is None:
+            self.hold_pos = ee.copy()
+        if self.stage >= len(env.goal.stages):
+            return np.array([self.hold_pos[0], self.hold_pos[1], self.hold_pos[2] + 0.06]), ee_yaw, -1.0
+        open_enough = env.gripper_opening() > 2 * sc.FINGER_OPEN - 0.01
+        if self.counter < self._seconds(env, self.release_seconds) or not open_enough:
+            return self.hold_pos, ee_yaw, -1.0
+        # Fingers open: back off upwards and watch the object settle.
+        up = np.array([self.hold_pos[0], self.hold_pos[1], self.hold_pos[2] + 0.06])
+        if not env.touching_gripper(self._obj):
+            speed = float(np.linalg.norm(env.body_linvel(self._obj)))
+            if in_container(env, self._obj, self._con):
+                if speed < 0.1:
+                    self.stage += 1
+                    if self.stage < len(env.goal.stages):
+                        self._goto(APPROACH)
+                        self.attempts = 0
+            elif speed < 0.05 and self.counter > self._seconds(env, 1.0):
+                self._goto(APPROACH)  # it bounced out: pick it up again
+        return up, ee_yaw, -1.0
+
+    # ------------------------------------------------------------------------------------ action
+
+    def _action(self, env, target_pos, target_yaw, grip) -> np.ndarray:
+        hz = env.control_hz
+        ee = env.ee_pos()
+        err = np.asarray(target_pos, dtype=np.float64) - ee
+        vmax = self.max_speed
+        if self.phase == APPROACH and err[2] < 0 and np.linalg.norm(err[:2]) < 0.02:
+            vmax = self.descend_speed
+        step = vmax / hz
+        n = float(np.linalg.norm(err))
+        if n > step:
+            err *= step / n
+        a = np.zeros(7)
+        a[:3] = err / POS_SCALE
+        r_err = rot.rot_z(target_yaw) @ env.ee_mat().T
+        aa = rot.mat_to_axisangle(r_err)
+        turn = self.max_turn_speed / hz
+        ang = float(np.linalg.norm(aa))
+        if ang > turn:
+            aa *= turn / ang
+        a[3:6] = aa / ROT_SCALE
+        a[6] = grip
+        return np.clip(a, -1.0, 1.0)
+
+
+def run_episode(env, expert: ScriptedExpert | None = None, seed: int | None = None,
+                on_step=None) -> dict:
+    """Roll one expert episode; returns {"success", "steps", "subtasks"} (``on_step(obs, action, subtask)``
+    is called for every frame before the action is applied)."""
+    expert = expert or ScriptedExpert()
+    obs = env.reset(seed=seed)
+    expert.reset(env)
+    subtasks = []
+    info = {"success": False}
+    done = False
+    while not done:
+        action, subtask = expert.act(env)
+        if on_step is not None:
+            on_step(obs, action, subtask)
+        subtasks.append(subtask)
+        obs, done, info = env.step(action)
+    return {"success": bool(info["success"]), "steps": env.step_count, "subtasks": subtasks}
+
+
+def evaluate(task: str, seeds, **options) -> dict:
+    """Expert success over ``seeds`` (no rendering unless options say so)."""
+    from sim.tasks import make
+
+    options.setdefault("render", False)
+    results = []
+    for s in seeds:
+        env = make(task, seed=s, **options)
+        try:
+            r = run_episode(env)
+        finally:
+            env.close()
+        results.append((s, r["success"], r["steps"]))
+    n_ok = sum(ok for _, ok, _ in results)
+    return {"task": task, "episodes": len(results), "successes": n_ok,
+            "success_rate": n_ok / max(1, len(results)),
+            "failed_seeds": [s for s, ok, _ in results if not ok],
+            "mean_steps": float(np.mean([n for _, _, n in results])) if results else 0.0}
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import time
+
+    from sim.tasks import list_tasks
+
+    p = argparse.ArgumentParser(description="Scripted expert success rate on the built-in tasks.")
+    p.add_argument("--task", action="append", help="task name (repeatable; default: all)")
+    p.add_argument("--seeds", type=int, default=50)
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--render", action="store_true", help="render the cameras too (slower)")
+    args = p.parse_args(argv)
+    for name in args.task or list_tasks():
+        t = time.time()
+        r = evaluate(name, range(args.first_seed, args.first_seed + args.seeds), render=args.render)
+        r["seconds"] = round(time.time() - t, 1)
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

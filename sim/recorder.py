@@ -1,0 +1,466 @@
+"""Record scripted-expert episodes as a LeRobot dataset (codebase v2.1 layout).
+
+    from sim.recorder import record
+    summary = record("pick_place", episodes=100, out_dir="data/sim_pick_place", workers=2, image_size=224)
+
+or ``python -m sim.recorder --task pick_place --episodes 100 --out data/sim_pick_place --workers 2``.
+
+Layout written under ``out_dir``::
+
+    meta/info.json              codebase_version "v2.1", fps, features (dtype/shape/names), paths
+    meta/episodes.jsonl         {"episode_index", "tasks": [instruction], "length", "seed", "task_name"}
+    meta/tasks.jsonl            {"task_index", "task"}
+    meta/episodes_stats.jsonl   per-episode min/max/mean/std/count per feature (images: per channel, /255)
+    data/chunk-000/episode_000000.parquet
+        observation.state float32[8], action float32[7], timestamp float32, frame_index, episode_index,
+        index, task_index (int64), subtask (string: the expert's current subtask for that frame)
+    videos/chunk-000/observation.images.agentview/episode_000000.mp4   (and .wrist; MPEG-4 part 2 "mp4v")
+
+Frame t holds the observation before action t. Episodes where the expert fails are dropped (counted in the
+summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
+``seed + k`` and task ``task_name[k % len(task_name)]``, so a run is reproducible; kept episodes keep the
+attempt order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+CODEBASE_VERSION = "v2.1"
+CHUNKS_SIZE = 1000
+ROBOT_TYPE = "tabletop_gantry_gripper"
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+STATE_NAMES = ["ee_x", "ee_y", "ee_z", "ee_ax", "ee_ay", "ee_az", "finger_left", "finger_right"]
+ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+VIDEO_FOURCC = "mp4v"
+IMAGE_STAT_SAMPLES = 40  # frames per episode used for the image statistics
+
+
+def video_key(camera: str) -> str:
+    return f"observation.images.{camera}"
+
+
+def build_features(image_size: tuple[int, int], cameras: Sequence[str], fps: float) -> dict:
+    h, w = image_size
+    feats: dict = {}
+    for cam in cameras:
+        feats[video_key(cam)] = {
+            "dtype": "video",
+            "shape": [h, w, 3],
+            "names": ["height", "width", "channels"],
+            "info": {
+                "video.height": h,
+                "video.width": w,
+                "video.codec": "mpeg4",
+                "video.pix_fmt": "yuv420p",
+                "video.is_depth_map": False,
+                "video.fps": fps,
+                "video.channels": 3,
+                "has_audio": False,
+            },
+        }
+    feats["observation.state"] = {"dtype": "float32", "shape": [8], "names": STATE_NAMES}
+    feats["action"] = {"dtype": "float32", "shape": [7], "names": ACTION_NAMES}
+    for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                       ("index", "int64"), ("task_index", "int64")):
+        feats[key] = {"dtype": dtype, "shape": [1], "names": None}
+    feats["subtask"] = {"dtype": "string", "shape": [1], "names": None}
+    return feats
+
+
+# ---------------------------------------------------------------------------------------- statistics
+
+
+def _vector_stats(x: np.ndarray) -> dict:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
+            "std": x.std(0).tolist(), "count": [int(len(x))]}
+
+
+def _image_stats(frames: list[np.ndarray]) -> dict:
+    """Per-channel stats of uint8 HxWx3 frames scaled to [0, 1], shaped (3, 1, 1) like LeRobot's."""
+    x = np.stack(frames).astype(np.float64) / 255.0  # N, H, W, 3
+    def per_channel(v):
+        return [[[float(c)]] for c in v]
+    return {"min": per_channel(x.min((0, 1, 2))), "max": per_channel(x.max((0, 1, 2))),
+            "mean": per_channel(x.mean((0, 1, 2))), "std": per_channel(x.std((0, 1, 2))),
+            "count": [len(frames)]}
+
+
+# ----------------------------------------------------------------------------------- one episode
+
+
+class _EpisodeWorker:
+    """Rolls expert episodes with one env per task, streaming frames to mp4 in a scratch folder."""
+
+    def __init__(self, scratch: str, image_size, cameras, control_hz: float, task_options: dict):
+        self.scratch = scratch
+        self.image_size = tuple(image_size)
+        self.cameras = tuple(cameras)
+        self.control_hz = control_hz
+        self.task_options = dict(task_options)
+        self._envs: dict = {}
+
+    def env(self, task_name: str):
+        from sim.tasks import make
+
+        if task_name not in self._envs:
+            self._envs[task_name] = make(task_name, seed=0, image_size=self.image_size, cameras=self.cameras,
+                                         control_hz=self.control_hz, **self.task_options)
+        return self._envs[task_name]
+
+    def run(self, attempt: int, task_name: str, seed: int) -> dict:
+        import cv2
+
+        from sim.expert import ScriptedExpert
+
+        env = self.env(task_name)
+        expert = ScriptedExpert()
+        obs = env.reset(seed=seed)
+        h, w = self.image_size
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+        paths = {cam: os.path.join(self.scratch, f"attempt{attempt:06d}_{cam}.mp4") for cam in self.cameras}
+        writers = {}
+        for cam, p in paths.items():
+            wr = cv2.VideoWriter(p, fourcc, float(self.control_hz), (w, h))
+            if not wr.isOpened():
+                raise RuntimeError(f"OpenCV cannot write {VIDEO_FOURCC} video to {p}")
+            writers[cam] = wr
+        states, actions, subtasks = [], [], []
+        frames_for_stats: dict[str, list] = {cam: [] for cam in self.cameras}
+        stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
+        done = False
+        info = {"success": False}
+        try:
+            while not done:
+                action, subtask = expert.act(env)
+                t = len(states)
+                for cam in self.cameras:
+                    img = obs["images"][cam]
+                    writers[cam].write(np.ascontiguousarray(img[..., ::-1]))
+                    if t % stat_every == 0:
+                        frames_for_stats[cam].append(img[::2, ::2].copy())
+                states.append(obs["state"])
+                actions.append(action.astype(np.float32))
+                subtasks.append(subtask)
+                obs, done, info = env.step(action)
+        finally:
+            for wr in writers.values():
+                wr.release()
+        ok = bool(info["success"])
+        result = {"attempt": attempt, "task_name": task_name, "seed": seed, "success": ok,
+                  "length": len(states), "instruction": env.instruction}
+        if not ok:
+            for p in paths.values():
+                if os.path.exists(p):
+                    os.remove(p)
+            return result
+        result.update(
+            videos=paths,
+            state=np.stack(states).astype(np.float32),
+            action=np.stack(actions).astype(np.float32),
+            subtask=subtasks,
+            image_stats={cam: _image_stats(frames_for_stats[cam]) for cam in self.cameras},
+        )
+        return result
+
+    def close(self):
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+_WORKER: _EpisodeWorker | None = None
+
+
+def _pool_init(scratch, image_size, cameras, control_hz, task_options):
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options)
+
+
+def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
+    return _WORKER.run(attempt, task_name, seed)
+
+
+# --------------------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True, width: int = 30):
+        self.total = total
+        self.enabled = enabled and total > 0
+        self.width = width
+        self.start = time.time()
+
+    def update(self, done: int, failed: int, frames: int) -> None:
+        if not self.enabled:
+            return
+        frac = min(1.0, done / self.total)
+        fill = int(round(frac * self.width))
+        el = time.time() - self.start
+        rate = done / el if el > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} episodes, "
+                         f"{failed} failed, {frames} frames, {el:5.0f}s elapsed, eta {eta_s}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------------------ record
+
+
+def _write_parquet(path: Path, r: dict, episode_index: int, global_start: int, task_index: int,
+                   fps: float) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = r["length"]
+    frame = np.arange(n, dtype=np.int64)
+    table = pa.table({
+        "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(r["state"].reshape(-1)), 8),
+        "action": pa.FixedSizeListArray.from_arrays(pa.array(r["action"].reshape(-1)), 7),
+        "timestamp": pa.array((frame / fps).astype(np.float32)),
+        "frame_index": pa.array(frame),
+        "episode_index": pa.array(np.full(n, episode_index, dtype=np.int64)),
+        "index": pa.array(global_start + frame),
+        "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
+        "subtask": pa.array(r["subtask"], type=pa.string()),
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _video_frame_count(path: str) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            return -1
+        return int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        cap.release()
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def record(
+    task_name: str | Sequence[str],
+    episodes: int,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    workers: int = 1,
+    image_size: int | Sequence[int] = 224,
+    cameras: Sequence[str] = ("agentview", "wrist"),
+    control_hz: float = 10.0,
+    max_attempts: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **task_options,
+) -> dict:
+    """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
+
+    Returns a summary: {"out_dir", "episodes", "frames", "failed", "failed_seeds", "attempts",
+    "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default 2 * episodes + 10) runs out.
+    """
+    from sim.tasks import TASKS
+
+    names = [task_name] if isinstance(task_name, str) else list(task_name)
+    if not names:
+        raise ValueError("task_name is empty")
+    for n in names:
+        if n not in TASKS:
+            raise KeyError(f"unknown task {n!r}; known: {sorted(TASKS)}")
+    if episodes < 0:
+        raise ValueError("episodes must be >= 0")
+    if isinstance(image_size, (int, np.integer)):
+        image_size = (int(image_size), int(image_size))
+    image_size = (int(image_size[0]), int(image_size[1]))
+    cameras = tuple(cameras)
+    max_attempts = int(max_attempts if max_attempts is not None else 2 * episodes + 10)
+    fps = int(control_hz) if float(control_hz).is_integer() else float(control_hz)
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True to replace it)")
+        shutil.rmtree(out)
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".recording_", dir=out)
+
+    t0 = time.time()
+    bar = _Progress(episodes, progress)
+    kept: list[dict] = []
+    failed_seeds: list[tuple[str, int]] = []
+    task_index: dict[str, int] = {}
+    episodes_rows, stats_rows = [], []
+    total_frames = 0
+    attempts = 0
+
+    def consume(r: dict) -> None:
+        nonlocal total_frames
+        if not r["success"]:
+            failed_seeds.append((r["task_name"], r["seed"]))
+            return
+        ep = len(kept)
+        chunk = ep // CHUNKS_SIZE
+        instr = r["instruction"]
+        if instr not in task_index:
+            task_index[instr] = len(task_index)
+        for cam, src in r["videos"].items():
+            dst = out / VIDEO_PATH.format(episode_chunk=chunk, video_key=video_key(cam), episode_index=ep)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(src, dst)
+            n_frames = _video_frame_count(str(dst))
+            if n_frames != r["length"]:
+                raise RuntimeError(f"{dst}: video reads back {n_frames} frames, expected {r['length']}")
+        _write_parquet(out / DATA_PATH.format(episode_chunk=chunk, episode_index=ep), r, ep, total_frames,
+                       task_index[instr], fps)
+        episodes_rows.append({"episode_index": ep, "tasks": [instr], "length": r["length"],
+                              "task_name": r["task_name"], "seed": r["seed"]})
+        n = r["length"]
+        frame = np.arange(n)
+        st = {
+            "observation.state": _vector_stats(r["state"]),
+            "action": _vector_stats(r["action"]),
+            "timestamp": _vector_stats(frame / fps),
+            "frame_index": _vector_stats(frame),
+            "episode_index": _vector_stats(np.full(n, ep)),
+            "index": _vector_stats(total_frames + frame),
+            "task_index": _vector_stats(np.full(n, task_index[instr])),
+        }
+        for cam, s in r["image_stats"].items():
+            st[video_key(cam)] = s
+        stats_rows.append({"episode_index": ep, "stats": st})
+        total_frames += n
+        kept.append({"seed": r["seed"], "length": n})
+
+    def job(k: int) -> tuple[int, str, int]:
+        return k, names[k % len(names)], seed + k
+
+    try:
+        if workers <= 1:
+            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options)
+            try:
+                while len(kept) < episodes and attempts < max_attempts:
+                    r = worker.run(*job(attempts))
+                    attempts += 1
+                    consume(r)
+                    bar.update(len(kept), len(failed_seeds), total_frames)
+            finally:
+                worker.close()
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = mp.get_context("spawn")  # GL contexts do not survive fork
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
+                                     initargs=(scratch, image_size, cameras, control_hz, task_options)) as pool:
+                pending: deque = deque()
+                submitted = 0
+                while len(kept) < episodes:
+                    # keep a window of attempts in flight; results are consumed in attempt order
+                    need = episodes - len(kept)
+                    while (len(pending) < 2 * workers and submitted < max_attempts
+                           and len(pending) < need + workers):
+                        pending.append(pool.submit(_pool_run, *job(submitted)))
+                        submitted += 1
+                    if not pending:
+                        break
+                    r = pending.popleft().result()
+                    attempts += 1
+                    consume(r)
+                    bar.update(len(kept), len(failed_seeds), total_frames)
+                for f in pending:
+                    f.cancel()
+    finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    if len(kept) < episodes:
+        raise RuntimeError(f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts "
+                           f"(failed: {failed_seeds})")
+
+    n_eps = len(kept)
+    info = {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": ROBOT_TYPE,
+        "total_episodes": n_eps,
+        "total_frames": total_frames,
+        "total_tasks": len(task_index),
+        "total_videos": n_eps * len(cameras),
+        "total_chunks": max(1, math.ceil(n_eps / CHUNKS_SIZE)) if n_eps else 0,
+        "chunks_size": CHUNKS_SIZE,
+        "fps": fps,
+        "splits": {"train": f"0:{n_eps}"},
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH,
+        "features": build_features(image_size, cameras, fps),
+    }
+    with open(out / "meta" / "info.json", "w") as f:
+        json.dump(info, f, indent=4)
+    _write_jsonl(out / "meta" / "episodes.jsonl", episodes_rows)
+    _write_jsonl(out / "meta" / "tasks.jsonl",
+                 [{"task_index": i, "task": t} for t, i in sorted(task_index.items(), key=lambda kv: kv[1])])
+    _write_jsonl(out / "meta" / "episodes_stats.jsonl", stats_rows)
+
+    return {
+        "out_dir": str(out),
+        "episodes": n_eps,
+        "frames": total_frames,
+        "failed": len(failed_seeds),
+        "failed_seeds": [s for _, s in failed_seeds],
+        "attempts": attempts,
+        "tasks": len(task_index),
+        "seconds": round(time.time() - t0, 2),
+    }
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Record scripted-expert episodes as a LeRobot v2.1 dataset.")
+    p.add_argument("--task", action="append", required=True, help="task name (repeat to mix tasks)")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--control-hz", type=float, default=10.0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    summary = record(args.task, args.episodes, args.out, seed=args.seed, workers=args.workers,
+                     image_size=args.image_size, control_hz=args.control_hz, overwrite=args.overwrite,
+                     progress=not args.no_progress)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

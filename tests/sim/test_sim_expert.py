@@ -1,0 +1,61 @@
+"""Scripted experts: success, subtask labels."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from sim import tasks
+from sim.expert import ScriptedExpert, evaluate, run_episode
+
+
+@pytest.mark.parametrize("name", ["pick_place", "two_stage"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_expert_solves_a_few_seeds(name, seed):
+    env = tasks.make(name, seed=seed, render=False)
+    result = run_episode(env)
+    assert result["success"], (name, seed, env.instruction)
+    assert result["steps"] < env.max_steps
+    assert env.success and env.done
+
+
+def _expected_labels(env):
+    labels = []
+    for obj, con in env.goal.stages:
+        o = env.object_spec(obj).description
+        c = env.container_spec(con).description
+        labels += [f"move to the {o}", f"grasp the {o}", f"lift the {o}", f"move above the {c}",
+                   f"release the {o}"]
+    return labels
+
+
+@pytest.mark.parametrize("name", ["pick_place", "two_stage"])
+def test_subtask_labels_follow_the_stages(name):
+    env = tasks.make(name, seed=3, render=False)
+    result = run_episode(env)
+    assert result["success"]
+    assert len(result["subtasks"]) == result["steps"]  # one label per frame
+    collapsed = [k for k, _ in itertools.groupby(result["subtasks"])]
+    assert collapsed == _expected_labels(env)
+    o, c = env.object_spec(env.goal.stages[0][0]), env.container_spec(env.goal.stages[0][1])
+    assert collapsed[0] == f"move to the {o.color} {o.kind}"
+    assert collapsed[3] == f"move above the {c.color} {c.kind}"
+
+
+def test_expert_actions_are_valid_and_labelled():
+    env = tasks.make("two_stage", seed=4, render=False)
+    env.reset()
+    expert = ScriptedExpert()
+    for _ in range(30):
+        a, label = expert.act(env)
+        assert a.shape == (7,) and np.all(np.abs(a) <= 1.0)
+        assert a[6] in (-1.0, 1.0)
+        assert isinstance(label, str) and label == expert.subtask
+        env.step(a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pick_place", "two_stage"])
+def test_expert_success_rate_50_seeds(name):
+    r = evaluate(name, range(50))
+    assert r["success_rate"] >= 0.95, r

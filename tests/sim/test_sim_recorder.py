@@ -1,0 +1,133 @@
+"""The LeRobot v2.1 recorder: layout, columns, videos, failed episodes."""
+
+import itertools
+import json
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import sim.expert
+from sim import tasks
+from sim.recorder import record
+
+IMG = 64
+
+
+def _read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _read_video(path):
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame[..., ::-1])
+    cap.release()
+    return frames
+
+
+def test_record_writes_a_lerobot_v21_dataset(tmp_path):
+    out = tmp_path / "ds"
+    summary = record(["pick_place", "two_stage"], 2, out, seed=0, image_size=IMG, progress=False)
+    assert summary["episodes"] == 2 and summary["failed"] == 0
+
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v2.1"
+    assert info["fps"] == 10
+    assert info["total_episodes"] == 2 and info["total_videos"] == 4
+    feats = info["features"]
+    assert feats["observation.state"]["shape"] == [8] and feats["observation.state"]["dtype"] == "float32"
+    assert feats["action"]["shape"] == [7] and len(feats["action"]["names"]) == 7
+    for cam in ("agentview", "wrist"):
+        f = feats[f"observation.images.{cam}"]
+        assert f["dtype"] == "video" and f["shape"] == [IMG, IMG, 3]
+        assert f["names"] == ["height", "width", "channels"]
+    for key in ("timestamp", "frame_index", "episode_index", "index", "task_index", "subtask"):
+        assert key in feats
+    assert feats["subtask"]["dtype"] == "string"
+
+    episodes = _read_jsonl(out / "meta" / "episodes.jsonl")
+    assert [e["episode_index"] for e in episodes] == [0, 1]
+    assert [e["task_name"] for e in episodes] == ["pick_place", "two_stage"]
+    task_rows = _read_jsonl(out / "meta" / "tasks.jsonl")
+    task_of = {t["task"]: t["task_index"] for t in task_rows}
+    assert len(task_rows) == info["total_tasks"] == 2
+    stats = _read_jsonl(out / "meta" / "episodes_stats.jsonl")
+    assert len(stats) == 2
+    assert np.array(stats[0]["stats"]["observation.images.agentview"]["mean"]).shape == (3, 1, 1)
+    assert len(stats[0]["stats"]["action"]["max"]) == 7
+
+    start = 0
+    for ep in episodes:
+        i, n = ep["episode_index"], ep["length"]
+        table = pq.read_table(out / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
+        assert set(table.column_names) == {"observation.state", "action", "timestamp", "frame_index",
+                                           "episode_index", "index", "task_index", "subtask"}
+        assert table.num_rows == n
+        state = np.array(table.column("observation.state").to_pylist(), dtype=np.float32)
+        action = np.array(table.column("action").to_pylist(), dtype=np.float32)
+        assert state.shape == (n, 8) and action.shape == (n, 7)
+        assert table.column("frame_index").to_pylist() == list(range(n))
+        assert table.column("index").to_pylist() == list(range(start, start + n))
+        assert set(table.column("episode_index").to_pylist()) == {i}
+        assert set(table.column("task_index").to_pylist()) == {task_of[ep["tasks"][0]]}
+        np.testing.assert_allclose(table.column("timestamp").to_numpy(), np.arange(n) / 10.0, atol=1e-5)
+        subtasks = table.column("subtask").to_pylist()
+        collapsed = [k for k, _ in itertools.groupby(subtasks)]
+        assert collapsed[0].startswith("move to the ") and collapsed[-1].startswith("release the ")
+        assert len(collapsed) == (5 if ep["task_name"] == "pick_place" else 10)
+        start += n
+
+        # The episode replays: same seed, same expert -> same states and first image.
+        env = tasks.make(ep["task_name"], seed=ep["seed"], image_size=IMG)
+        obs = env.reset()
+        assert obs["task"] == ep["tasks"][0]
+        np.testing.assert_array_equal(obs["state"], state[0])
+        for cam in ("agentview", "wrist"):
+            frames = _read_video(out / "videos" / "chunk-000" / f"observation.images.{cam}" / f"episode_{i:06d}.mp4")
+            assert len(frames) == n
+            assert frames[0].shape == (IMG, IMG, 3)
+            err = np.abs(frames[0].astype(np.float32) - obs["images"][cam].astype(np.float32)).mean()
+            assert err < 12, err  # lossy mp4 of the same picture
+        env.close()
+    assert info["total_frames"] == start
+
+
+def test_failed_expert_episodes_are_dropped(tmp_path, monkeypatch):
+    real_act = sim.expert.ScriptedExpert.act
+
+    def act(self, env):  # sabotage the first seed: the expert never moves
+        if env.episode_seed == 0:
+            return np.zeros(7), "move to the nowhere"
+        return real_act(self, env)
+
+    monkeypatch.setattr(sim.expert.ScriptedExpert, "act", act)
+    out = tmp_path / "ds"
+    summary = record("pick_place", 2, out, seed=0, image_size=32, progress=False, max_steps=120)
+    assert summary["episodes"] == 2 and summary["failed"] == 1 and summary["failed_seeds"] == [0]
+    assert [e["seed"] for e in _read_jsonl(out / "meta" / "episodes.jsonl")] == [1, 2]
+    assert len(list((out / "videos" / "chunk-000" / "observation.images.wrist").iterdir())) == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".recording")]
+
+    with pytest.raises(FileExistsError):
+        record("pick_place", 1, out, progress=False)
+    with pytest.raises(RuntimeError):
+        record("pick_place", 1, tmp_path / "never", seed=0, image_size=32, progress=False, max_steps=2,
+               max_attempts=2, overwrite=True)
+
+
+def test_record_with_worker_processes_matches_single_process(tmp_path):
+    a = record("pick_place", 2, tmp_path / "a", seed=10, image_size=32, progress=False)
+    b = record("pick_place", 2, tmp_path / "b", seed=10, image_size=32, progress=False, workers=2)
+    assert a["frames"] == b["frames"]
+    for name in ("episodes.jsonl", "tasks.jsonl"):
+        assert (tmp_path / "a" / "meta" / name).read_text() == (tmp_path / "b" / "meta" / name).read_text()
+    for i in range(2):
+        ta = pq.read_table(tmp_path / "a" / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
+        tb = pq.read_table(tmp_path / "b" / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
+        assert ta.equals(tb)
