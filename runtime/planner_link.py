@@ -1,0 +1,115 @@
+"""The runtime's side of the planner stream: keeps every session's subtask current without ever blocking chunks.
+
+One `Link` stream to the planner; when the planner is free, the link sends the latest unplanned observation
+of the session planned least recently (subject to a per-session minimum interval) and waits for the reply.
+A planner that is down, slow or hung costs only subtask freshness: the link times out, reconnects with
+exponential backoff, and resumes; sessions keep their last subtask meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from runtime.sessions import Session, SessionRegistry
+from runtime.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class PlannerLink:
+    def __init__(
+        self,
+        channel_factory: Callable[[], grpc.aio.Channel],
+        registry: SessionRegistry,
+        stats: Stats,
+        *,
+        interval_s: float = 0.0,
+        reply_timeout_s: float = 60.0,
+        stream_lifetime_s: float = 3600.0,
+        backoff_s: tuple[float, float] = (0.2, 10.0),
+        metadata: tuple[tuple[str, str], ...] = (),
+    ):
+        self._channel_factory = channel_factory
+        self._registry = registry
+        self._stats = stats
+        self._interval = interval_s
+        self._reply_timeout = reply_timeout_s
+        self._lifetime = stream_lifetime_s
+        self._backoff = backoff_s
+        self._metadata = metadata
+        self._wakeup = asyncio.Event()
+        self.connected = False
+
+    def notify(self) -> None:
+        """A session has a new observation."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        delay = self._backoff[0]
+        while True:
+            channel = self._channel_factory()
+            try:
+                stub = pb_grpc.PlannerStub(channel)
+                call = stub.Link(timeout=self._lifetime, metadata=self._metadata, wait_for_ready=False)
+                await self._pump(call)
+            except (grpc.aio.AioRpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as err:
+                if self.connected:
+                    log.warning("planner link lost: %s", _describe(err))
+                self._stats.count("planner_link_errors")
+            except Exception:  # the link must outlive any planner failure; chunks never depend on it
+                log.exception("planner link failed")
+                self._stats.count("planner_link_errors")
+            finally:
+                self.connected = False
+                await channel.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _pump(self, call) -> None:
+        while True:
+            session = await self._next_session()
+            snapshot, session.pending_snapshot = session.pending_snapshot, None
+            session.last_planned_at = time.monotonic()
+            await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
+            reply = await asyncio.wait_for(call.read(), self._reply_timeout)
+            if reply is grpc.aio.EOF:
+                raise ConnectionError("planner closed the link")
+            if not self.connected:
+                log.info("planner link up")
+            self.connected = True
+            self._stats.observe("planner_decode", reply.decode_ms)
+            update = self._registry.apply_subtask(reply)
+            if update is not None:
+                self._stats.count("subtask_updates")
+                target = self._registry.get(update.session_id)
+                if target is not None:
+                    target.updates.put_nowait(update)
+
+    async def _next_session(self) -> Session:
+        while True:
+            now = time.monotonic()
+            ready = [s for s in self._registry.sessions() if s.pending_snapshot is not None]
+            due = [s for s in ready if now - s.last_planned_at >= self._interval]
+            if due:
+                return min(due, key=lambda s: s.last_planned_at)
+            self._wakeup.clear()
+            wait = None
+            if ready:
+                wait = min(self._interval - (now - s.last_planned_at) for s in ready)
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            except TimeoutError:
+                pass
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, grpc.aio.AioRpcError):
+        return f"{err.code().name}: {err.details()}"
+    return type(err).__name__ if not str(err) else str(err)

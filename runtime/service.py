@@ -1,0 +1,166 @@
+"""The robot-facing gRPC service: a thin adapter between a Session stream and the registry, batcher and link.
+
+A stream starts with `open`; the server answers with the runtime metadata, then with one chunk per observation
+(unless a newer observation of the session replaces it while queued) and with every subtask update of the
+session. Invalid input ends that stream with INVALID_ARGUMENT naming the field; other sessions are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from actor.engine import InvalidRequest
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from runtime.batcher import ChunkBatcher, Dropped
+from runtime.sessions import Session, SessionRegistry
+from runtime.stats import Stats
+from runtime.wire import WireError, numpy_to_tensor
+
+log = logging.getLogger(__name__)
+OPEN_TIMEOUT_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _StreamError:
+    code: grpc.StatusCode
+    message: str
+
+
+class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        batcher: ChunkBatcher,
+        stats: Stats,
+        metadata: pb.RuntimeMetadata,
+        *,
+        on_observation: Callable[[], None] = lambda: None,
+        wait_for_subtask_ms: float = 0.0,
+    ):
+        self._registry = registry
+        self._batcher = batcher
+        self._stats = stats
+        self._metadata = metadata
+        self._on_observation = on_observation
+        self._wait_for_subtask = wait_for_subtask_ms / 1e3
+
+    async def GetMetadata(self, request, context) -> pb.RuntimeMetadata:
+        return self._metadata
+
+    async def GetStats(self, request, context) -> pb.Stats:
+        stats = self._stats.to_proto()
+        stats.counters["sessions_open"] = len(self._registry)
+        return stats
+
+    async def Session(self, request_iterator, context: grpc.aio.ServicerContext):
+        requests = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(anext(requests), OPEN_TIMEOUT_S)
+        except (StopAsyncIteration, TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "open: the first message must open the session")
+        if first.WhichOneof("kind") != "open":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "open: the first message must open the session")
+        try:
+            session = self._registry.open(first.open.session_id, first.open.task)
+        except WireError as err:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+        self._stats.count("sessions_opened")
+        outbox: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.create_task(self._read(session, requests, outbox))
+        forwarder = asyncio.create_task(self._forward_updates(session, outbox))
+        try:
+            yield pb.SessionEvent(metadata=self._metadata)
+            while True:
+                event = await outbox.get()
+                if event is None:
+                    return
+                if isinstance(event, _StreamError):
+                    self._stats.count("errors")
+                    await context.abort(event.code, event.message)
+                yield event
+        finally:
+            reader.cancel()
+            forwarder.cancel()
+            await asyncio.gather(reader, forwarder, return_exceptions=True)
+            self._batcher.forget(session.id)
+            self._registry.close(session.id)
+            self._stats.count("sessions_closed")
+
+    async def _read(self, session: Session, requests, outbox: asyncio.Queue) -> None:
+        pending: set[asyncio.Task] = set()
+        try:
+            async for message in requests:
+                if message.WhichOneof("kind") != "observation":
+                    raise WireError("open", "the session is already open; send observations")
+                request = self._registry.accept(session, message.observation)
+                self._stats.count("observations")
+                self._on_observation()
+                version = session.subtask_version
+                task = asyncio.create_task(self._chunk(session, message.observation.step, request, version, outbox))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending, return_exceptions=True)
+            outbox.put_nowait(None)
+        except WireError as err:
+            outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError:
+            outbox.put_nowait(None)
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _chunk(self, session: Session, step: int, request, version: int, outbox: asyncio.Queue) -> None:
+        if self._wait_for_subtask and version == 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.first_subtask.wait(), self._wait_for_subtask)
+            request = dataclasses.replace(request, subtask=session.actor_subtask())
+            version = session.subtask_version
+        subtask = request.subtask
+        try:
+            done = await self._batcher.submit(session.id, request)
+        except Dropped:
+            return
+        except InvalidRequest as err:
+            outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"observation.{err}"))
+            return
+        except Exception as err:
+            log.exception("actor failed for session %s", session.id)
+            outbox.put_nowait(_StreamError(grpc.StatusCode.INTERNAL, f"the actor failed: {type(err).__name__}"))
+            return
+        timings = done.result.timings
+        self._stats.observe("queue", done.queue_ms)
+        self._stats.observe("prefill", timings.prefix_ms)
+        self._stats.observe("denoise", timings.denoise_ms)
+        self._stats.observe("total", done.queue_ms + timings.total_ms)
+        self._stats.count("chunks")
+        outbox.put_nowait(
+            pb.SessionEvent(
+                chunk=pb.ActionChunk(
+                    session_id=session.id,
+                    observation_step=step,
+                    actions=numpy_to_tensor(done.result.actions.astype("float32")),
+                    subtask="" if subtask == session.task and version == 0 else subtask,
+                    subtask_version=version,
+                    timings=pb.Timings(
+                        queue_ms=done.queue_ms,
+                        prefill_ms=timings.prefix_ms,
+                        denoise_ms=timings.denoise_ms,
+                        total_ms=done.queue_ms + timings.total_ms,
+                    ),
+                )
+            )
+        )
+
+    async def _forward_updates(self, session: Session, outbox: asyncio.Queue) -> None:
+        while True:
+            update = await session.updates.get()
+            outbox.put_nowait(pb.SessionEvent(subtask=update))

@@ -1,0 +1,174 @@
+"""Per-session state of the runtime, and turning a wire observation into an actor request and a planner snapshot.
+
+Plain Python, no sockets: the servicer and the planner link call into a `SessionRegistry`, tests call it
+directly. A session holds its task, the last observation step, the latest subtask (text + version) and the
+latest observation the planner has not seen yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+from collections.abc import Mapping
+
+import numpy as np
+
+from actor.engine import ChunkRequest, Leftover
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy
+
+DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
+MAX_TASK_CHARS = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSettings:
+    """What every observation must look like: camera names (robot → model key), state and action dims."""
+
+    cameras: Mapping[str, str]
+    state_dims: int
+    action_dims: int
+    action_horizon: int
+
+
+@dataclasses.dataclass
+class Session:
+    id: str
+    task: str
+    last_step: int = -1
+    subtask: str = ""
+    subtask_version: int = 0
+    pending_snapshot: pb.PlanRequest | None = None
+    last_planned_at: float = 0.0
+    updates: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
+    first_subtask: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def actor_subtask(self) -> str:
+        """The latest subtask; before the planner's first answer, the plain task."""
+        return self.subtask or self.task
+
+
+class SessionRegistry:
+    def __init__(self, settings: SessionSettings):
+        self.settings = settings
+        self._sessions: dict[str, Session] = {}
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def open(self, session_id: str, task: str) -> Session:
+        session_id = session_id or f"session-{next(self._ids)}"
+        if session_id in self._sessions:
+            raise WireError("open.session_id", f"session {session_id!r} is already open")
+        session = Session(session_id, _checked_task(task, "open.task", allow_empty=True))
+        self._sessions[session_id] = session
+        return session
+
+    def close(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def get(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def accept(self, session: Session, obs: pb.Observation) -> ChunkRequest:
+        """Validates an observation, advances the session, records the planner snapshot → the actor request."""
+        if obs.session_id and obs.session_id != session.id:
+            raise WireError("observation.session_id", f"{obs.session_id!r} is not this stream's session {session.id!r}")
+        if obs.step <= session.last_step:
+            raise WireError("observation.step", f"must increase within a session: got {obs.step} after {session.last_step}")
+        task = _checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
+        images = self._images(obs)
+        state = float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
+        leftover = self._leftover(obs) if obs.HasField("rtc") else None
+
+        if task != session.task:
+            session.task, session.subtask = task, ""
+            session.first_subtask.clear()
+        session.last_step = obs.step
+        session.pending_snapshot = pb.PlanRequest(
+            session_id=session.id,
+            observation_step=obs.step,
+            images={self.settings.cameras[name]: image for name, image in obs.images.items()},
+            state=obs.state if state is not None else None,
+            task=task,
+        )
+        return ChunkRequest(images=images, task=task, subtask=session.actor_subtask(), state=state, leftover=leftover)
+
+    def apply_subtask(self, reply: pb.PlanReply) -> pb.SubtaskUpdate | None:
+        """Records the planner's answer if its session is still open and on the same task → the update to send."""
+        session = self._sessions.get(reply.session_id)
+        text = reply.subtask.strip()
+        if session is None or not text:
+            return None
+        session.subtask = text
+        session.subtask_version += 1
+        session.first_subtask.set()
+        return pb.SubtaskUpdate(
+            session_id=session.id,
+            text=text,
+            version=session.subtask_version,
+            observation_step=reply.observation_step,
+            decode_ms=reply.decode_ms,
+            prefill_ms=reply.prefill_ms,
+        )
+
+    def metadata(self, model_config_json: str, num_denoise_steps: int) -> pb.RuntimeMetadata:
+        s = self.settings
+        return pb.RuntimeMetadata(
+            action_dims=s.action_dims,
+            action_horizon=s.action_horizon,
+            state_dims=s.state_dims,
+            cameras=sorted(s.cameras),
+            model_config_json=model_config_json,
+            num_denoise_steps=num_denoise_steps,
+            version="robot_runtime.v1",
+        )
+
+    def _images(self, obs: pb.Observation) -> dict[str, np.ndarray]:
+        expected = sorted(self.settings.cameras)
+        for name in obs.images:
+            if name not in self.settings.cameras:
+                raise WireError(f"observation.images[{name!r}]", f"unknown camera; expected {expected}")
+        missing = [name for name in expected if name not in obs.images]
+        if missing:
+            raise WireError(f"observation.images[{missing[0]!r}]", f"camera is missing; expected {expected}")
+        return {
+            self.settings.cameras[name]: image_to_numpy(image, f"observation.images[{name!r}]")
+            for name, image in obs.images.items()
+        }
+
+    def _leftover(self, obs: pb.Observation) -> Leftover | None:
+        rtc = obs.rtc
+        if rtc.inference_delay < 0:
+            raise WireError("observation.rtc.inference_delay", f"must be >= 0, got {rtc.inference_delay}")
+        if not rtc.HasField("queued_actions"):
+            return None
+        actions = float_matrix(rtc.queued_actions, "observation.rtc.queued_actions", self.settings.action_dims)
+        if actions.shape[0] > self.settings.action_horizon:
+            raise WireError(
+                "observation.rtc.queued_actions",
+                f"holds {actions.shape[0]} actions, more than the horizon {self.settings.action_horizon}",
+            )
+        return Leftover(actions, int(rtc.inference_delay)) if actions.shape[0] else None
+
+
+def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:
+    task = task.strip()
+    if not task and not allow_empty:
+        raise WireError(field, "is empty; say what the robot should do")
+    if len(task) > MAX_TASK_CHARS:
+        raise WireError(field, f"has {len(task)} characters, more than {MAX_TASK_CHARS}")
+    return task
+
+
+def config_json(config) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)

@@ -1,0 +1,106 @@
+"""Protobuf messages ↔ numpy, with validation that names the offending field.
+
+Everything that arrives from the network passes through here before it reaches an engine: typed tensors are
+checked for dtype, shape, size and finiteness; images are decoded (raw RGB8, JPEG, PNG) and checked.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from policy.errors import UserFacingError
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+
+MAX_IMAGE_SIDE = 4096
+_TENSOR_DTYPES = {"float32", "float64", "float16", "int32", "int64", "uint8", "bool"}
+
+
+class WireError(UserFacingError):
+    """Invalid input on the wire; `field` is the message path of the offending field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def tensor_to_numpy(tensor: pb.Tensor, field: str) -> np.ndarray:
+    if tensor.dtype not in _TENSOR_DTYPES:
+        raise WireError(field, f"dtype {tensor.dtype!r} is not supported; expected one of {sorted(_TENSOR_DTYPES)}")
+    shape = tuple(int(d) for d in tensor.shape)
+    if any(d < 0 for d in shape):
+        raise WireError(field, f"shape {list(shape)} has a negative dimension")
+    dtype = np.dtype(tensor.dtype).newbyteorder("<")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise WireError(field, f"{len(tensor.data)} bytes do not hold {tensor.dtype} {list(shape)} ({expected} bytes)")
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def numpy_to_tensor(array: np.ndarray) -> pb.Tensor:
+    array = np.ascontiguousarray(array)
+    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    return pb.Tensor(dtype=array.dtype.name, shape=list(array.shape), data=little.tobytes())
+
+
+def float_vector(tensor: pb.Tensor, field: str, expected_dim: int | None = None) -> np.ndarray:
+    """A finite float32 vector (state)."""
+    array = tensor_to_numpy(tensor, field)
+    if array.dtype.kind != "f":
+        raise WireError(field, f"expected a float tensor, got {array.dtype}")
+    if array.ndim != 1 or (expected_dim is not None and array.shape[0] != expected_dim):
+        want = f"[{expected_dim}]" if expected_dim is not None else "[N]"
+        raise WireError(field, f"expected shape {want}, got {list(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise WireError(field, "contains NaN or Inf")
+    return array.astype(np.float32)
+
+
+def float_matrix(tensor: pb.Tensor, field: str, columns: int) -> np.ndarray:
+    array = tensor_to_numpy(tensor, field)
+    if array.dtype.kind != "f" or array.ndim != 2 or array.shape[1] != columns:
+        raise WireError(field, f"expected float [N, {columns}], got {array.dtype} {list(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise WireError(field, "contains NaN or Inf")
+    return array.astype(np.float32)
+
+
+def image_to_numpy(image: pb.Image, field: str) -> np.ndarray:
+    """uint8 [H,W,3] RGB from a raw or encoded frame."""
+    if image.encoding == pb.Image.RAW_RGB8:
+        shape = tuple(image.shape)
+        if len(shape) != 3 or shape[2] != 3 or min(shape) <= 0:
+            raise WireError(field, f"raw image shape must be [H, W, 3], got {list(shape)}")
+        if len(image.data) != shape[0] * shape[1] * 3:
+            raise WireError(field, f"{len(image.data)} bytes do not hold a uint8 image of shape {list(shape)}")
+        frame = np.frombuffer(image.data, np.uint8).reshape(shape)
+    elif image.encoding in (pb.Image.JPEG, pb.Image.PNG):
+        decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR) if image.data else None
+        if decoded is None:
+            kind = pb.Image.Encoding.Name(image.encoding)
+            raise WireError(field, f"cannot decode the {kind} bytes ({len(image.data)} bytes)")
+        frame = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    else:
+        raise WireError(field, "encoding must be RAW_RGB8, JPEG or PNG")
+    if max(frame.shape[:2]) > MAX_IMAGE_SIDE:
+        raise WireError(field, f"image of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_IMAGE_SIDE} pixels per side")
+    return frame
+
+
+def numpy_to_image(frame: np.ndarray, encoding: str = "raw", quality: int = 95) -> pb.Image:
+    """uint8 [H,W,3] RGB → Image message (`raw`, `jpeg` or `png`)."""
+    frame = np.ascontiguousarray(frame, np.uint8)
+    if encoding == "raw":
+        return pb.Image(encoding=pb.Image.RAW_RGB8, shape=list(frame.shape), data=frame.tobytes())
+    bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    if encoding == "jpeg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        kind = pb.Image.JPEG
+    elif encoding == "png":
+        ok, data = cv2.imencode(".png", bgr)
+        kind = pb.Image.PNG
+    else:
+        raise ValueError(f"encoding must be raw, jpeg or png, got {encoding!r}")
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the frame as {encoding}")
+    return pb.Image(encoding=kind, data=data.tobytes())

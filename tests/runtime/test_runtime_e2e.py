@@ -1,0 +1,238 @@
+"""End to end over real loopback sockets: `robot-runtime serve` with its planner process, on a random checkpoint."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pathlib
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from runtime.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
+from server_process import run_server
+
+TASK = "put the red cube in the bowl"
+
+
+class Stream:
+    """A Session stream driven step by step from the test."""
+
+    def __init__(self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=()):
+        self._outbox: queue.Queue = queue.Queue()
+        self._events = pb_grpc.RobotRuntimeStub(channel).Session(self._requests(task, session_id), timeout=300, metadata=metadata)
+        self.metadata = next(self._events).metadata
+        self.step = 0
+        self.subtasks: list[pb.SubtaskUpdate] = []
+
+    def _requests(self, task, session_id):
+        yield pb.SessionRequest(open=pb.SessionOpen(session_id=session_id, task=task))
+        while (message := self._outbox.get()) is not None:
+            yield message
+
+    def send(self, observation: pb.Observation) -> None:
+        self._outbox.put(pb.SessionRequest(observation=observation))
+
+    def chunk(self, observation: pb.Observation | None = None) -> pb.ActionChunk:
+        self.step += 1
+        self.send(observation or good_observation(self.step))
+        for event in self._events:
+            if event.WhichOneof("kind") == "chunk":
+                return event.chunk
+            self.subtasks.append(event.subtask)
+        raise AssertionError("stream ended without a chunk")
+
+    def error(self, observation: pb.Observation) -> grpc.RpcError:
+        self.send(observation)
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in self._events:
+                pass
+        return info.value
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._events.cancel()
+
+
+def good_observation(step: int, encoding: str = "raw") -> pb.Observation:
+    rng = np.random.default_rng(step)
+    frame = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    return pb.Observation(
+        step=step,
+        images={"agentview": numpy_to_image(frame, encoding), "wrist": numpy_to_image(frame[::-1], encoding)},
+        state=numpy_to_tensor(rng.uniform(-1, 1, 8).astype(np.float32)),
+    )
+
+
+def runtime_stats(channel) -> pb.Stats:
+    return pb_grpc.RobotRuntimeStub(channel).GetStats(pb.StatsRequest(), timeout=10)
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def channel(runtime_server):
+    with grpc.insecure_channel(runtime_server.address) as ch:
+        yield ch
+
+
+def test_two_concurrent_sessions_stream_their_own_chunks(channel):
+    def drive(name: str) -> list[tuple[int, tuple[int, ...]]]:
+        stream = Stream(channel, session_id=name)
+        try:
+            return [(c.observation_step, tuple(tensor_to_numpy(c.actions, "a").shape)) for c in (stream.chunk() for _ in range(5))]
+        finally:
+            stream.close()
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(drive, ["robot-a", "robot-b"]))
+    for result in results:
+        assert result == [(step, (10, 8)) for step in range(1, 6)]
+    wait_until(lambda: runtime_stats(channel).counters["sessions_open"] == 0, 10, "both sessions to close")
+
+
+def test_metadata_health_and_reflection(channel):
+    meta = pb_grpc.RobotRuntimeStub(channel).GetMetadata(pb.MetadataRequest(), timeout=10)
+    assert (meta.action_dims, meta.action_horizon, meta.state_dims) == (8, 10, 8)
+    assert list(meta.cameras) == ["agentview", "wrist"]
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [reply] = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+    names = {s.name for s in reply.list_services_response.service}
+    assert "robot_runtime.v1.RobotRuntime" in names and "grpc.health.v1.Health" in names
+
+
+def test_disconnecting_client_frees_its_session(channel):
+    stream = Stream(channel, session_id="leaving")
+    stream.chunk()
+    assert runtime_stats(channel).counters["sessions_open"] >= 1
+    stream.close()
+    wait_until(lambda: runtime_stats(channel).counters["sessions_open"] == 0, 10, "the session to be freed")
+    again = Stream(channel, session_id="leaving")
+    assert again.chunk().observation_step == 1
+    again.close()
+
+
+def with_state(step: int, state: pb.Tensor) -> pb.Observation:
+    obs = good_observation(step)
+    obs.state.CopyFrom(state)
+    return obs
+
+
+def with_images(step: int, images: dict[str, pb.Image]) -> pb.Observation:
+    obs = good_observation(step)
+    obs.images.clear()
+    for name, image in images.items():
+        obs.images[name].CopyFrom(image)
+    return obs
+
+
+SMALL = numpy_to_image(np.zeros((8, 8, 3), np.uint8))
+
+BAD_INPUTS = {
+    "state dtype": (lambda s: with_state(s, numpy_to_tensor(np.zeros(8, np.int32))), "observation.state"),
+    "state shape": (lambda s: with_state(s, numpy_to_tensor(np.zeros(7, np.float32))), "observation.state"),
+    "NaN state": (lambda s: with_state(s, numpy_to_tensor(np.full(8, np.nan, np.float32))), "NaN"),
+    "truncated tensor": (lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[8], data=b"\0" * 7)), "observation.state"),
+    "undecodable image": (
+        lambda s: with_images(s, {"agentview": pb.Image(encoding=pb.Image.JPEG, data=b"not a jpeg"), "wrist": SMALL}),
+        "observation.images['agentview']",
+    ),
+    "raw image size": (
+        lambda s: with_images(
+            s, {"agentview": pb.Image(encoding=pb.Image.RAW_RGB8, shape=[4, 4, 3], data=b"\0" * 5), "wrist": SMALL}
+        ),
+        "observation.images['agentview']",
+    ),
+    "unknown camera": (
+        lambda s: with_images(s, {"agentview": SMALL, "wrist": SMALL, "top": SMALL}),
+        "observation.images['top']",
+    ),
+    "missing camera": (lambda s: with_images(s, {"agentview": SMALL}), "observation.images['wrist']"),
+    "out-of-order step": (lambda s: good_observation(s - 1), "observation.step"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_ends_only_that_session_with_a_named_field(channel, case):
+    make, field = BAD_INPUTS[case]
+    healthy = Stream(channel, session_id=f"bystander-{case}")
+    healthy.chunk()
+    victim = Stream(channel)
+    victim.chunk()
+    err = victim.error(make(victim.step + 1))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in err.details()
+    assert healthy.chunk().observation_step == 2
+    healthy.close()
+
+
+def test_empty_task_and_oversized_message(channel):
+    stream = Stream(channel, task="")
+    err = stream.error(good_observation(1))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "observation.task" in err.details()
+
+    big = Stream(channel)
+    huge = good_observation(1)
+    huge.images["agentview"].CopyFrom(pb.Image(encoding=pb.Image.JPEG, data=bytes(65 * 1024 * 1024)))
+    err = big.error(huge)
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert runtime_stats(channel).counters["chunks"] > 0
+
+
+def _planner_child(server) -> int:
+    children = pathlib.Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return int(children[0]) if children else 0
+
+
+def test_killing_the_planner_does_not_stop_chunks_and_plans_resume(runtime_server, channel):
+    def planner_replies() -> int:
+        hist = runtime_stats(channel).latency.get("planner_decode")
+        return hist.count if hist is not None else 0
+
+    stream = Stream(channel, session_id="through-a-crash")
+    wait_until(lambda: stream.chunk() and planner_replies() > 0, 120, "the planner's first reply")
+    before = _planner_child(runtime_server)
+    assert before
+    subprocess.run(["kill", "-9", str(before)], check=True)
+
+    latencies = []
+    outage_end = time.monotonic() + 3
+    while time.monotonic() < outage_end:
+        start = time.monotonic()
+        assert stream.chunk().actions.shape == [10, 8]
+        latencies.append(time.monotonic() - start)
+    assert max(latencies) < 5.0
+    replies_at_kill = planner_replies()
+
+    def resumed():
+        stream.chunk()
+        return planner_replies() > replies_at_kill and _planner_child(runtime_server) not in (0, before)
+
+    wait_until(resumed, 180, "the restarted planner to answer again")
+    stream.close()
+
+
+def test_sigterm_shuts_down_runtime_and_planner(tiny_checkpoint, tmp_path):
+    with run_server(tiny_checkpoint, tmp_path) as server:
+        planner = wait_until(lambda: _planner_child(server), 60, "the planner process")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+        assert not pathlib.Path(f"/proc/{planner}").exists() or "zombie" in pathlib.Path(f"/proc/{planner}/status").read_text()
