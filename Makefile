@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# openpi-client pins numpy<2 (jax needs >=2); the modules our bridge test uses need nothing it lacks.
+	$(BIN)/python -m pip install --quiet --no-deps 'openpi-client==0.1.2'
 	@touch $(STAMP)
 
 venv: $(STAMP)

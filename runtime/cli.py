@@ -52,6 +52,7 @@ def _plan(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        warm_up=args.warm_up,
     )
     result = run_query(query)
     print(json.dumps(result_json(result)) if args.json else result.text)
@@ -193,6 +194,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus size when sampling")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--warm-up", action="store_true", help="decode black images first, so the timings are warm")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     p.set_defaults(run=_plan)
 

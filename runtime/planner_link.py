@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import grpc
 
-from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.sessions import Session, SessionRegistry
 from runtime.stats import Stats

@@ -342,10 +342,12 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
         on_observation=notify,
         wait_for_subtask_ms=options.wait_for_subtask_ms,
         token=options.security.token,
+        tls=(options.security.tls_cert, options.security.tls_key) if options.security.tls_cert else None,
         max_message_mb=options.max_message_mb,
     )
     port = await bridge.start(options.openpi_host, options.openpi_port)
-    log.info("openpi websocket bridge on ws://%s:%d", options.openpi_host, port)
+    scheme = "wss" if options.security.tls_cert else "ws"
+    log.info("openpi websocket bridge on %s://%s:%d", scheme, options.openpi_host, port)
     return bridge
 
 

@@ -1,14 +1,25 @@
-"""Starting and stopping a real `robot-runtime serve` process for tests."""
+"""Test harness: a real `robot-runtime serve` process, and a Session stream driven step by step."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import pathlib
+import queue
 import signal
 import subprocess
 import sys
 import time
+
+import grpc
+import numpy as np
+import pytest
+
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from runtime.wire import numpy_to_image, numpy_to_tensor
+
+TASK = "put the red cube in the bowl"
 
 
 class ServerProcess:
@@ -48,3 +59,65 @@ def run_server(checkpoint: pathlib.Path, workdir: pathlib.Path, *extra: str, tim
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+class Stream:
+    """A Session stream driven step by step from the test."""
+
+    def __init__(self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=()):
+        self._outbox: queue.Queue = queue.Queue()
+        self._events = pb_grpc.RobotRuntimeStub(channel).Session(self._requests(task, session_id), timeout=300, metadata=metadata)
+        self.metadata = next(self._events).metadata
+        self.step = 0
+        self.subtasks: list[pb.SubtaskUpdate] = []
+
+    def _requests(self, task, session_id):
+        yield pb.SessionRequest(open=pb.SessionOpen(session_id=session_id, task=task))
+        while (message := self._outbox.get()) is not None:
+            yield message
+
+    def send(self, observation: pb.Observation) -> None:
+        self._outbox.put(pb.SessionRequest(observation=observation))
+
+    def chunk(self, observation: pb.Observation | None = None) -> pb.ActionChunk:
+        self.step += 1
+        self.send(observation or good_observation(self.step))
+        for event in self._events:
+            if event.WhichOneof("kind") == "chunk":
+                return event.chunk
+            self.subtasks.append(event.subtask)
+        raise AssertionError("stream ended without a chunk")
+
+    def error(self, observation: pb.Observation) -> grpc.RpcError:
+        self.send(observation)
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in self._events:
+                pass
+        return info.value
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._events.cancel()
+
+
+def good_observation(step: int, encoding: str = "raw") -> pb.Observation:
+    rng = np.random.default_rng(step)
+    frame = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    return pb.Observation(
+        step=step,
+        images={"agentview": numpy_to_image(frame, encoding), "wrist": numpy_to_image(frame[::-1], encoding)},
+        state=numpy_to_tensor(rng.uniform(-1, 1, 8).astype(np.float32)),
+    )
+
+
+def runtime_stats(channel) -> pb.Stats:
+    return pb_grpc.RobotRuntimeStub(channel).GetStats(pb.StatsRequest(), timeout=10)
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

@@ -1,0 +1,201 @@
+"""What the gRPC session costs on top of the actor, and how much a busy planner slows the actor.
+
+1. Overhead: the same chunk request (2 cameras at 224², state, task), once through `ChunkEngine.run` in this
+   process and once through a real `robot-runtime serve` over a loopback Session stream, raw and JPEG
+   images. overhead = median(stream round trip) − median(in-process call); p99 likewise.
+2. Planner interference: a separate `serve-planner` process pinned to its own core(s) and the runtime pinned to
+   others; the actor's chunk latency while the planner decodes continuously (a client hammers Plan) vs while
+   it is idle (the planner process is paused with SIGSTOP). ratio = p99 busy / p99 idle.
+
+    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60]
+
+The last line is one JSON object with the figures. On a 2-core machine the runtime gets core 0 and the
+planner core 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+
+from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
+from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
+from runtime.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
+from server_process import Stream, run_server  # noqa: E402
+
+TASK = "put the red cube in the bowl"
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 3), "p99_ms": round(float(np.percentile(samples_ms, 99)), 3)}
+
+
+def frames(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for name in ("agentview", "wrist")}
+
+
+def observation(step: int, encoding: str, state_dims: int) -> pb.Observation:
+    return pb.Observation(
+        step=step,
+        images={name: numpy_to_image(frame, encoding) for name, frame in frames(step).items()},
+        state=numpy_to_tensor(np.linspace(-0.5, 0.5, state_dims, dtype=np.float32)),
+    )
+
+
+def in_process_latency(checkpoint: pathlib.Path, calls: int) -> list[float]:
+    from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+    from policy.model_dir import ModelDir
+
+    model_dir = ModelDir.open(checkpoint)
+    dims = model_dir.norm_stats["actions"].dim
+    engine = ChunkEngine.from_model_dir(model_dir, EngineConfig(action_dims=dims))
+    cameras = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
+    state = np.linspace(-0.5, 0.5, model_dir.norm_stats["state"].dim, dtype=np.float32)
+    samples = []
+    for i in range(calls + 3):
+        request = ChunkRequest({cameras[k]: v for k, v in frames(i).items()}, TASK, TASK, state)
+        start = time.perf_counter()
+        engine.run([request])
+        if i >= 3:
+            samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def stream_latency(address: str, encoding: str, calls: int, state_dims: int) -> list[float]:
+    with grpc.insecure_channel(address) as channel:
+        stream = Stream(channel, task=TASK)
+        samples = []
+        for i in range(calls + 3):
+            obs = observation(stream.step + 1, encoding, state_dims)
+            start = time.perf_counter()
+            stream.chunk(obs)
+            if i >= 3:
+                samples.append((time.perf_counter() - start) * 1e3)
+        stream.close()
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_planner(address: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    request = pb.PlanRequest(task=TASK, images={"base_0_rgb": numpy_to_image(np.zeros((224, 224, 3), np.uint8))})
+    with grpc.insecure_channel(address) as channel:
+        while time.monotonic() < deadline:
+            try:
+                pb_grpc.PlannerStub(channel).Plan(request, timeout=30)
+                return
+            except grpc.RpcError:
+                time.sleep(0.5)
+    raise TimeoutError(f"planner at {address} not ready after {timeout_s}s")
+
+
+def hammer_planner(address: str, stop: threading.Event, counter: list[int]) -> None:
+    request = pb.PlanRequest(
+        task=TASK, images={"base_0_rgb": numpy_to_image(frames(0)["agentview"])}, max_tokens=20
+    )
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.PlannerStub(channel)
+        while not stop.is_set():
+            stub.Plan(request, timeout=60)
+            counter[0] += 1
+
+
+def interference(checkpoint: pathlib.Path, workdir: pathlib.Path, calls: int, state_dims: int) -> dict:
+    cpus = os.cpu_count() or 2
+    actor_cpus, planner_cpus = ("0", "1") if cpus <= 3 else (f"0-{cpus // 2 - 1}", f"{cpus // 2}-{cpus - 1}")
+    port = free_port()
+    planner_address = f"127.0.0.1:{port}"
+    planner = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "serve-planner", "--checkpoint", str(checkpoint),
+         "--port", str(port), "--cpus", planner_cpus],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+    try:
+        wait_for_planner(planner_address)
+        with run_server(checkpoint, workdir, "--planner-address", planner_address, "--actor-cpus", actor_cpus) as runtime:
+            stop, counter = threading.Event(), [0]
+            hammer = threading.Thread(target=hammer_planner, args=(planner_address, stop, counter), daemon=True)
+            hammer.start()
+            time.sleep(1.0)
+            busy = stream_latency(runtime.address, "raw", calls, state_dims)
+            stop.set()
+            hammer.join()
+            planner.send_signal(signal.SIGSTOP)
+            time.sleep(0.5)
+            idle = stream_latency(runtime.address, "raw", calls, state_dims)
+            planner.send_signal(signal.SIGCONT)
+    finally:
+        planner.terminate()
+        planner.wait(timeout=30)
+    return {
+        "actor_cpus": actor_cpus,
+        "planner_cpus": planner_cpus,
+        "planner_busy": {**percentiles(busy), "plans_during": counter[0]},
+        "planner_idle": percentiles(idle),
+        "p99_ratio_busy_over_idle": round(float(np.percentile(busy, 99) / np.percentile(idle, 99)), 3),
+        "p50_ratio_busy_over_idle": round(float(np.percentile(busy, 50) / np.percentile(idle, 50)), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="model directory (default: a fresh random `tiny` checkpoint)")
+    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--skip-interference", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="session-bench-") as tmp:
+        workdir = pathlib.Path(tmp)
+        checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else workdir / "tiny"
+        if not args.checkpoint:
+            from runtime.cli import main as cli
+
+            cli(["init-checkpoint", "--config", "tiny", "--out", str(checkpoint)])
+        from policy.model_dir import ModelDir
+
+        state_dims = ModelDir.open(checkpoint).norm_stats["state"].dim
+        local = in_process_latency(checkpoint, args.calls)
+        print(f"in-process engine: {percentiles(local)}", file=sys.stderr)
+        result: dict = {"in_process": percentiles(local)}
+        (workdir / "a").mkdir()
+        with run_server(checkpoint, workdir / "a", "--planner-interval", "3600") as runtime:
+            for encoding in ("raw", "jpeg"):
+                remote = stream_latency(runtime.address, encoding, args.calls, state_dims)
+                stats = percentiles(remote)
+                result[f"grpc_{encoding}"] = {
+                    **stats,
+                    "overhead_p50_ms": round(stats["p50_ms"] - result["in_process"]["p50_ms"], 3),
+                    "overhead_p99_ms": round(stats["p99_ms"] - result["in_process"]["p99_ms"], 3),
+                }
+                print(f"grpc {encoding}: {result[f'grpc_{encoding}']}", file=sys.stderr)
+        if not args.skip_interference:
+            (workdir / "b").mkdir()
+            result["planner_interference"] = interference(checkpoint, workdir / "b", args.calls, state_dims)
+        result["calls"] = args.calls
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
