@@ -1,0 +1,269 @@
+"""The actor's chunk engine: per-session requests in robot terms in, action chunks in robot units out.
+
+Pure (no sockets), so the runtime's servicer is a thin adapter. One `run` call batches several sessions:
+each request is checked and turned into a model row (actor prompt with its current subtask, normalized
+state, model camera images), the sampler draws all chunks in one pass per batch bucket, and each chunk is
+unnormalized, cropped to the robot's dims and optionally clipped. A bad request raises `InvalidRequest`
+naming its field and its index, before any compute, so the runtime can answer that session alone.
+
+RTC: a request may carry the previous chunk's leftover actions (robot units, not yet executed when the
+observation was taken) and the expected inference delay d in control steps. The leftover is normalized like
+the model's actions; only the robot's dims are guided (the model's padded dims are never seen by the robot,
+so nothing ties them to the old chunk). A delay longer than the leftover is clamped to it: the robot will
+have run out by then, and every leftover action is committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from actor.postprocess import ActionLimits, to_model_actions, to_robot_actions
+from actor.rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, RTCRequest
+from actor.sampler import DEFAULT_BUCKETS, FlowSampler
+from policy.batching import Row
+from policy.images import check_image
+from policy.model_dir import ModelDir
+from policy.normalize import NormStats, normalize
+from policy.prompts import Tokenizer, clean_instruction, tokenize_actor
+from policy.tokenizer import TextTokenizer
+
+
+class InvalidRequest(ValueError):
+    """A request the engine cannot serve; `field` names the bad field, `index` the request in the call."""
+
+    def __init__(self, field: str, message: str, index: int = 0) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.index = index
+
+
+_Invalid = Callable[[str, str], InvalidRequest]
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    """RTC input: the previous chunk's not-yet-executed actions [L, action_dims] (robot units), and the delay."""
+
+    actions: np.ndarray
+    delay: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkRequest:
+    """One session's observation: model camera key → uint8 [H,W,3], task, current subtask, raw state."""
+
+    images: Mapping[str, np.ndarray]
+    task: str
+    subtask: str
+    state: np.ndarray | None = None
+    leftover: Leftover | None = None
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkTimings:
+    """Shared by the requests sampled together: prefix and denoise are the batch's; total adds tokenizing,
+    image resizing and post-processing."""
+
+    prefix_ms: float
+    denoise_ms: float
+    total_ms: float
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkResult:
+    actions: np.ndarray  # float32 [H, action_dims], robot units
+    timings: ChunkTimings
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """How chunks reach the robot. use_quantiles None follows openpi: quantiles for pi0.5, z-score for pi0.
+
+    state_in_prompt: put the discretized normalized state in the actor prompt (then every request needs a
+    state). seed: for requests without their own seed; None draws fresh entropy.
+    """
+
+    action_dims: int
+    use_quantiles: bool | None = None
+    state_in_prompt: bool = False
+    limits: ActionLimits | None = None
+    max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action_dims < 1:
+            raise ValueError(f"action_dims must be >= 1, got {self.action_dims}")
+        if not (math.isfinite(self.max_guidance_weight) and self.max_guidance_weight >= 0):
+            raise ValueError(f"max_guidance_weight must be finite and >= 0, got {self.max_guidance_weight}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    row: Row
+    noise: np.ndarray
+    rtc: RTCRequest | None
+    prepare_ms: float
+
+
+class ChunkEngine:
+    """Requests → chunks around a FlowSampler (shared, so its compiled buckets serve every caller)."""
+
+    def __init__(
+        self,
+        sampler: FlowSampler,
+        tokenizer: Tokenizer,
+        norm_stats: Mapping[str, NormStats],
+        config: EngineConfig,
+    ) -> None:
+        self.sampler = sampler
+        self.model_config = sampler.cfg
+        self.config = config
+        if "actions" not in norm_stats:
+            raise ValueError(f"norm stats need an 'actions' entry, found {sorted(norm_stats)}")
+        if not 0 < config.action_dims <= self.model_config.action_dim:
+            raise ValueError(
+                f"action_dims must be in [1, {self.model_config.action_dim}] (the model's action dim), "
+                f"got {config.action_dims}"
+            )
+        if config.action_dims > norm_stats["actions"].dim:
+            stats_dims = norm_stats["actions"].dim
+            raise ValueError(f"action_dims {config.action_dims} exceeds the action norm stats' {stats_dims} dims")
+        if config.limits is not None:
+            config.limits.clip(np.zeros(config.action_dims, np.float32))
+        self.tokenizer = tokenizer
+        self.norm_stats = dict(norm_stats)
+        self.use_quantiles = self.model_config.pi05 if config.use_quantiles is None else config.use_quantiles
+        self._rng = np.random.default_rng(config.seed)
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: ModelDir,
+        config: EngineConfig,
+        *,
+        num_steps: int = 10,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+    ) -> ChunkEngine:
+        if model_dir.tokenizer_path is None:
+            raise ValueError(f"{model_dir.root} has no tokenizer; pass one to ModelDir.open")
+        sampler = FlowSampler(model_dir.load_model(), model_dir.config, num_steps=num_steps, buckets=buckets)
+        return cls(sampler, TextTokenizer(model_dir.tokenizer_path), model_dir.norm_stats, config)
+
+    def run(self, requests: Sequence[ChunkRequest]) -> list[ChunkResult]:
+        """One chunk per request, in order; sessions are sampled together, up to the largest bucket at a time."""
+        if not requests:
+            return []
+        prepared = [self._prepare(index, request) for index, request in enumerate(requests)]
+        results: list[ChunkResult] = []
+        size = self.sampler.max_batch
+        for first in range(0, len(prepared), size):
+            results.extend(self._run_group(prepared[first : first + size]))
+        return results
+
+    def _run_group(self, group: Sequence[_Prepared]) -> list[ChunkResult]:
+        start = time.perf_counter()
+        sampled = self.sampler.run(
+            [p.row for p in group],
+            noise=np.stack([p.noise for p in group]),
+            rtc=[p.rtc for p in group],
+        )
+        actions = to_robot_actions(
+            sampled.actions,
+            self.norm_stats["actions"],
+            action_dims=self.config.action_dims,
+            use_quantiles=self.use_quantiles,
+            limits=self.config.limits,
+        )
+        timings = ChunkTimings(
+            prefix_ms=sampled.timings.prefix_ms,
+            denoise_ms=sampled.timings.denoise_ms,
+            total_ms=(time.perf_counter() - start) * 1e3 + sum(p.prepare_ms for p in group),
+            batch_size=len(group),
+        )
+        return [ChunkResult(chunk, timings) for chunk in actions]
+
+    def _prepare(self, index: int, request: ChunkRequest) -> _Prepared:
+        start = time.perf_counter()
+
+        def invalid(field: str, message: str) -> InvalidRequest:
+            return InvalidRequest(field, message, index)
+
+        images = self._checked_images(request.images, invalid)
+        if not isinstance(request.task, str) or not clean_instruction(request.task):
+            raise invalid("task", "is empty")
+        if not isinstance(request.subtask, str) or not clean_instruction(request.subtask):
+            raise invalid("subtask", "is empty; the actor needs the planner's current subtask")
+        state = None if request.state is None else self._normalized_state(request.state, invalid)
+        if self.config.state_in_prompt and state is None:
+            raise invalid("state", "is required: this engine puts the state in the actor prompt")
+        prompt = tokenize_actor(
+            self.tokenizer,
+            request.task,
+            request.subtask,
+            max_len=self.model_config.max_token_len,
+            state=state if self.config.state_in_prompt else None,
+        )
+        rtc = None if request.leftover is None else self._rtc(request.leftover, invalid)
+        noise = self._noise(request.seed)
+        return _Prepared(Row(images, prompt, state), noise, rtc, (time.perf_counter() - start) * 1e3)
+
+    def _checked_images(self, images: Mapping[str, np.ndarray], invalid: _Invalid) -> dict[str, np.ndarray]:
+        if not images:
+            raise invalid("images", f"no camera given; the model reads {list(self.model_config.image_keys)}")
+        checked = {}
+        for key, image in images.items():
+            if key not in self.model_config.image_keys:
+                known = list(self.model_config.image_keys)
+                raise invalid(f"images[{key!r}]", f"unknown camera; the model reads {known}")
+            try:
+                checked[key] = check_image(image, key)
+            except ValueError as err:
+                raise invalid(f"images[{key!r}]", str(err)) from err
+            if min(checked[key].shape[:2]) == 0:
+                raise invalid(f"images[{key!r}]", "is empty")
+        return checked
+
+    def _normalized_state(self, raw: np.ndarray, invalid: _Invalid) -> np.ndarray:
+        state = np.asarray(raw, np.float32)
+        if state.ndim != 1 or state.shape[0] == 0:
+            raise invalid("state", f"must be a non-empty vector, got shape {list(state.shape)}")
+        if not np.isfinite(state).all():
+            raise invalid("state", "holds NaN or inf")
+        stats = self.norm_stats.get("state")
+        if stats is None:
+            raise invalid("state", "was given but the checkpoint has no 'state' norm stats")
+        if state.shape[0] > min(stats.dim, self.model_config.action_dim):
+            raise invalid(
+                "state",
+                f"has {state.shape[0]} dims; the norm stats hold {stats.dim}, the model {self.model_config.action_dim}",
+            )
+        return normalize(state, stats, use_quantiles=self.use_quantiles).astype(np.float32)
+
+    def _rtc(self, leftover: Leftover, invalid: _Invalid) -> RTCRequest | None:
+        horizon, dims = self.model_config.action_horizon, self.config.action_dims
+        actions = np.asarray(leftover.actions, np.float32)
+        if actions.ndim != 2 or actions.shape[1] != dims or actions.shape[0] > horizon:
+            shape = list(actions.shape)
+            raise invalid("leftover.actions", f"must be [steps <= {horizon}, {dims}] in robot units, got shape {shape}")
+        if not np.isfinite(actions).all():
+            raise invalid("leftover.actions", "holds NaN or inf")
+        if isinstance(leftover.delay, bool) or not isinstance(leftover.delay, (int, np.integer)) or leftover.delay < 0:
+            raise invalid("leftover.delay", f"must be a non-negative integer, got {leftover.delay!r}")
+        if actions.shape[0] == 0:
+            return None
+        normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
+        return RTCRequest(
+            normalized, min(int(leftover.delay), actions.shape[0]), max_guidance_weight=self.config.max_guidance_weight
+        )
+
+    def _noise(self, seed: int | None) -> np.ndarray:
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        shape = (self.model_config.action_horizon, self.model_config.action_dim)
+        return rng.standard_normal(shape, np.float32)

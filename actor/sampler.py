@@ -1,0 +1,209 @@
+"""Flow-matching action chunks from pi0.5, batched across sessions, compiled once per batch bucket.
+
+The prefix (images + prompt) runs once into a KV cache; then `num_steps` Euler steps run only the action
+expert against it, t going from 1 (noise) to 0 (data), exactly openpi's `sample_actions`. Prefix and denoising
+are two compiled functions so their times can be reported apart; the cache stays on the device in between.
+
+Shapes are fixed: a call with n rows is padded to the smallest batch bucket >= n (padding rows copy row 0
+and are discarded), so each bucket compiles the prefix once and the denoiser once per RTC mode (a batch
+with any RTC row runs the guided denoiser; its other rows get zero weights, which leaves them unguided).
+The model is split once into graph + state and the compiled functions take the state as an argument, so
+nothing is re-traced per call and the weights are not baked into the executables as constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from actor.rtc import Guidance, RTCRequest, guidance_for_rows, guided_velocity
+from policy.batching import Row, bucket_for, build_input
+from policy.config import ModelConfig
+from policy.observation import ModelInput
+from policy.pi05 import Pi05
+
+DEFAULT_BUCKETS = (1, 2, 4, 8)
+Seed = int | Sequence[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileEvent:
+    """One trace (= one XLA compilation) of a sampler stage, recorded so tests can count them."""
+
+    stage: str
+    batch: int
+    guided: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleTimings:
+    prefix_ms: float
+    denoise_ms: float
+    total_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledChunks:
+    actions: np.ndarray  # float32 [n,H,D], the model's normalized space
+    timings: SampleTimings
+    bucket: int
+
+
+class FlowSampler:
+    """Turns observations (a ModelInput or Rows) and noise into normalized action chunks [n,H,D]."""
+
+    def __init__(
+        self,
+        model: Pi05,
+        cfg: ModelConfig | None = None,
+        *,
+        num_steps: int = 10,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+    ) -> None:
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if not buckets or min(buckets) < 1:
+            raise ValueError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
+        self.cfg = cfg or model.cfg
+        self.num_steps = num_steps
+        self.buckets = tuple(sorted(set(buckets)))
+        self.compiles: list[CompileEvent] = []
+        graphdef, self._state = nnx.split(model)
+        self._fill_prefix = jax.jit(_prefix_fn(graphdef, self.compiles.append))
+        self._denoise = jax.jit(_denoise_fn(graphdef, num_steps, self.compiles.append))
+
+    @property
+    def max_batch(self) -> int:
+        return self.buckets[-1]
+
+    @property
+    def compile_count(self) -> int:
+        return len(self.compiles)
+
+    def sample(
+        self,
+        batch: ModelInput | Sequence[Row],
+        *,
+        noise: np.ndarray | None = None,
+        seed: Seed | None = None,
+        rtc: Sequence[RTCRequest | None] | None = None,
+    ) -> np.ndarray:
+        """Normalized actions [n,H,D]; see `run` for the arguments."""
+        return self.run(batch, noise=noise, seed=seed, rtc=rtc).actions
+
+    def run(
+        self,
+        batch: ModelInput | Sequence[Row],
+        *,
+        noise: np.ndarray | None = None,
+        seed: Seed | None = None,
+        rtc: Sequence[RTCRequest | None] | None = None,
+    ) -> SampledChunks:
+        """Samples one chunk per row, with timings.
+
+        noise [n,H,D] is the flow's start x_1; or `seed` draws it (one int for the batch, or one per row, so a
+        session's chunk does not depend on who it was batched with). rtc: one entry per row, None = unguided.
+        """
+        start = time.perf_counter()
+        rows = batch.batch_size if isinstance(batch, ModelInput) else len(batch)
+        if rows == 0:
+            raise ValueError("batch has no rows")
+        bucket = bucket_for(rows, self.buckets)
+        obs = self._padded_input(batch, bucket)
+        x_1 = _pad_rows(self._start_noise(noise, seed, rows), bucket)
+        guidance = self._guidance(rtc, rows, bucket)
+
+        prefix_start = time.perf_counter()
+        cache, prefix_mask = jax.block_until_ready(self._fill_prefix(self._state, obs))
+        denoise_start = time.perf_counter()
+        suffix_obs = dataclasses.replace(obs, images={}, image_masks={})
+        x_0 = self._denoise(self._state, suffix_obs, cache, prefix_mask, x_1, guidance)
+        actions = np.asarray(x_0, np.float32)[:rows]
+        end = time.perf_counter()
+        timings = SampleTimings(
+            prefix_ms=(denoise_start - prefix_start) * 1e3,
+            denoise_ms=(end - denoise_start) * 1e3,
+            total_ms=(end - start) * 1e3,
+        )
+        return SampledChunks(actions, timings, bucket)
+
+    def _padded_input(self, batch: ModelInput | Sequence[Row], bucket: int) -> ModelInput:
+        if not isinstance(batch, ModelInput):
+            return build_input(self.cfg, list(batch), bucket)
+        if batch.tokens.shape[1] != self.cfg.max_token_len:
+            raise ValueError(f"tokens has {batch.tokens.shape[1]} slots, the model expects {self.cfg.max_token_len}")
+        if batch.state is None:
+            batch = dataclasses.replace(batch, state=jnp.zeros((batch.batch_size, self.cfg.action_dim), jnp.float32))
+        return jax.tree.map(lambda x: _pad_rows(jnp.asarray(x), bucket), batch)
+
+    def _start_noise(self, noise: np.ndarray | None, seed: Seed | None, rows: int) -> np.ndarray:
+        shape = (rows, self.cfg.action_horizon, self.cfg.action_dim)
+        if noise is not None:
+            if seed is not None:
+                raise ValueError("give either noise or seed, not both")
+            noise = np.asarray(noise, np.float32)
+            if noise.shape != shape:
+                raise ValueError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
+            return noise
+        if seed is None:
+            raise ValueError("sampling needs noise or a seed")
+        if isinstance(seed, int):
+            return np.random.default_rng(seed).standard_normal(shape, np.float32)
+        if len(seed) != rows:
+            raise ValueError(f"seed has {len(seed)} entries for {rows} rows")
+        return np.stack([np.random.default_rng(s).standard_normal(shape[1:], np.float32) for s in seed])
+
+    def _guidance(self, rtc: Sequence[RTCRequest | None] | None, rows: int, bucket: int) -> Guidance | None:
+        if rtc is None:
+            return None
+        if len(rtc) != rows:
+            raise ValueError(f"rtc has {len(rtc)} entries for {rows} rows")
+        if all(request is None for request in rtc):
+            return None
+        return guidance_for_rows(rtc, bucket, self.cfg.action_horizon, self.cfg.action_dim)
+
+
+def _pad_rows(x, bucket: int):
+    """x with rows appended (copies of row 0) up to `bucket` rows."""
+    missing = bucket - x.shape[0]
+    if missing <= 0:
+        return x
+    stack = np.concatenate if isinstance(x, np.ndarray) else jnp.concatenate
+    return stack([x, x[:1].repeat(missing, axis=0)], axis=0)
+
+
+def _prefix_fn(graphdef: nnx.GraphDef, on_trace: Callable[[CompileEvent], None]):
+    def fill_prefix(state: nnx.State, obs: ModelInput):
+        on_trace(CompileEvent("prefix", obs.batch_size, guided=False))
+        _, cache, prefix_mask = nnx.merge(graphdef, state).fill_prefix(obs)
+        return cache, prefix_mask
+
+    return fill_prefix
+
+
+def _denoise_fn(graphdef: nnx.GraphDef, num_steps: int, on_trace: Callable[[CompileEvent], None]):
+    def denoise(state, obs: ModelInput, cache, prefix_mask, noise, guidance: Guidance | None):
+        batch = noise.shape[0]
+        on_trace(CompileEvent("denoise", batch, guided=guidance is not None))
+        model = nnx.merge(graphdef, state)
+        dt = -1.0 / num_steps
+
+        def step(_, carry):
+            x_t, t = carry
+
+            def velocity(x: jax.Array) -> jax.Array:
+                return model.velocity_from_cache(obs, cache, prefix_mask, x, jnp.broadcast_to(t, (batch,)))
+
+            v_t = velocity(x_t) if guidance is None else guided_velocity(velocity, x_t, t, guidance)
+            return x_t + dt * v_t, t + dt
+
+        x_0, _ = jax.lax.fori_loop(0, num_steps, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
+        return x_0
+
+    return denoise
