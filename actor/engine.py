@@ -47,10 +47,12 @@ _Invalid = Callable[[str, str], InvalidRequest]
 
 @dataclasses.dataclass(frozen=True)
 class Leftover:
-    """RTC input: the previous chunk's not-yet-executed actions [L, action_dims] (robot units), and the delay."""
+    """RTC input: the previous chunk's not-yet-executed actions [L, action_dims] (robot units), the delay, and
+    optionally the execution horizon s (steps of the new chunk the robot will run; default H − L)."""
 
     actions: np.ndarray
     delay: int
+    execution_horizon: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,9 +260,16 @@ class ChunkEngine:
             raise invalid("leftover.delay", f"must be a non-negative integer, got {leftover.delay!r}")
         if actions.shape[0] == 0:
             return None
+        s = leftover.execution_horizon
+        if s is not None and not (horizon - actions.shape[0] <= s <= horizon):
+            raise invalid(
+                "leftover.execution_horizon",
+                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} leftover actions, got {s}",
+            )
         normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
+        delay = min(int(leftover.delay), actions.shape[0], horizon - s if s is not None else horizon)
         return RTCRequest(
-            normalized, min(int(leftover.delay), actions.shape[0]), max_guidance_weight=self.config.max_guidance_weight
+            normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight
         )
 
     def _noise(self, seed: int | None) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 The prefix (images + prompt) is run once; the first token is read at each row's LAST VALID prefix token
 (reading a padded position drops words, openpi #701). Generated token k sits at buffer slot P+k and position
-last_valid+1+k, and attends to the valid prefix and the tokens generated before it, so rows with different
-prompt lengths decode exactly as they would alone.
+n_valid+k (n_valid = the row's valid prefix tokens: padding and absent cameras do not advance positions, as in
+`masks.positions_from_mask`), and attends to the valid prefix and the tokens generated before it, so rows with
+different prompt lengths or cameras decode exactly as the full sequence would.
 
 Axis names: B batch, P prefix tokens, N new tokens, V vocabulary.
 """
@@ -64,6 +65,7 @@ def generate(
     start = prefill(model, obs, max_new_tokens)
     batch = obs.batch_size
     prefix_len = start.key_mask.shape[1] - max_new_tokens
+    first_position = jnp.sum(start.key_mask, axis=1, dtype=jnp.int32)
     rng = jax.random.key(0) if rng is None else rng
     eos = -1 if eos_id is None else eos_id
 
@@ -81,7 +83,7 @@ def generate(
         slot = prefix_len + k - 1
         key_mask = jax.lax.dynamic_update_slice_in_dim(key_mask, jnp.ones((batch, 1), jnp.bool_), slot, axis=1)
         prev = jax.lax.dynamic_index_in_dim(tokens, k - 1, axis=1, keepdims=False)
-        logits, cache = model.decode_step(prev, start.last_valid + k, cache, slot, key_mask)
+        logits, cache = model.decode_step(prev, first_position + k - 1, cache, slot, key_mask)
         rng, step_rng = jax.random.split(rng)
         token = jnp.where(done, pad_id, choose(logits.astype(jnp.float32), step_rng))
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[:, None], k, axis=1)

@@ -150,6 +150,107 @@ def _serve_planner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _builtin_tasks(env: str) -> list[str]:
+    from sim.envspec import EnvSpecError, parse_env
+
+    try:
+        selection = parse_env(env)
+    except EnvSpecError as err:
+        raise UserError(str(err)) from err
+    if selection.kind != "builtin":
+        raise UserError(f"--env {env}: record writes built-in tasks only (builtin:TASK or builtin:all)")
+    return list(selection.tasks)
+
+
+def _record(args: argparse.Namespace) -> int:
+    tasks = _builtin_tasks(args.env)
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.image_size < 16:
+        raise UserError(f"--image-size must be >= 16 pixels, got {args.image_size}")
+
+    from sim.recorder import record
+
+    try:
+        summary = record(tasks, args.episodes, args.out, seed=args.seed, workers=args.workers,
+                         image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress)
+    except FileExistsError as err:
+        raise UserError(f"{err}; pass --overwrite to replace it") from err
+    except RuntimeError as err:
+        raise UserError(str(err)) from err
+    print(f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
+          f"of {', '.join(tasks)} to {summary['out_dir']} in {summary['seconds']:.1f} s; "
+          f"{summary['failed']} failed expert episodes dropped")
+    return 0
+
+
+def _rollout_policy(args: argparse.Namespace):
+    from sim.rollout import PolicySpec
+
+    chosen = [flag for flag, value in (("--server", args.server), ("--checkpoint", args.checkpoint),
+                                       ("--policy", args.policy)) if value]
+    if len(chosen) != 1:
+        raise UserError("give exactly one of --server ADDR, --checkpoint DIR or --policy scripted"
+                        + (f" (got {' and '.join(chosen)})" if chosen else ""))
+    if args.policy and args.policy != "scripted":
+        raise UserError(f"--policy {args.policy!r}: the only built-in policy is 'scripted'")
+    if args.tokenizer and not args.checkpoint:
+        raise UserError("--tokenizer goes with --checkpoint")
+    if args.checkpoint:
+        import pathlib
+
+        if not pathlib.Path(args.checkpoint).is_dir():
+            raise UserError(f"--checkpoint {args.checkpoint}: no such directory")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be > 0, got {args.timeout}")
+    token = args.token or None
+    if args.policy:
+        return PolicySpec("scripted")
+    return PolicySpec("remote", address=args.server or "", token=token, timeout_s=args.timeout)
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    import dataclasses
+    import pathlib
+    import time
+
+    from sim.envspec import EnvSpecError, parse_env
+    from sim.local_server import ServerStartError, local_server
+    from sim.rollout import RolloutConfig, RolloutError, format_table, rollout
+
+    try:
+        selection = parse_env(args.env, args.tasks or ())
+    except EnvSpecError as err:
+        raise UserError(str(err)) from err
+    policy = _rollout_policy(args)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
+    out = pathlib.Path(args.out or f"runs/rollout-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = RolloutConfig(
+        selection=selection, episodes=args.episodes, policy=policy, out_dir=out, workers=args.workers,
+        video=args.video, seed=args.seed, replan_steps=args.replan_steps, image_size=args.image_size,
+        max_steps=args.max_steps, libero_prompt=args.libero_prompt, quiet=args.quiet,
+    )
+    print(f"rollout: {selection.label} {', '.join(selection.tasks) or 'all tasks'}, {args.episodes} episodes per "
+          f"task, {policy.label if not args.checkpoint else 'checkpoint ' + args.checkpoint}, "
+          f"{args.workers} worker(s) -> {out}", flush=True)
+    try:
+        if args.checkpoint:
+            with local_server(args.checkpoint, out / "serve.log", tokenizer=args.tokenizer, token=policy.token) as address:
+                print(f"rollout: runtime serving {args.checkpoint} on {address}", flush=True)
+                results = rollout(dataclasses.replace(config, policy=dataclasses.replace(policy, address=address)))
+        else:
+            results = rollout(config)
+    except (RolloutError, ServerStartError) as err:
+        raise UserError(str(err)) from err
+    for line in format_table(results):
+        print(line)
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="model directory (params/, assets/, model_config.json)")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the checkpoint's tokenizer.model)")
@@ -221,6 +322,41 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--openpi-host", default="127.0.0.1", help="bind address of the openpi bridge (default: loopback)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
     p.set_defaults(run=_serve)
+
+    p = sub.add_parser("record", help="record scripted-expert episodes of built-in tasks as a LeRobot v2.1 dataset")
+    p.add_argument("--env", required=True, help="builtin:TASK or builtin:all (tasks alternate episode by episode)")
+    p.add_argument("--episodes", type=int, required=True, help="successful episodes to keep, in all")
+    p.add_argument("--out", required=True, help="dataset directory (must not exist or be empty)")
+    p.add_argument("--seed", type=int, default=0, help="attempt k uses seed SEED + k")
+    p.add_argument("--workers", type=int, default=1, help="episodes recorded in parallel processes")
+    p.add_argument("--image-size", type=int, default=224, help="camera images are PX x PX")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_record)
+
+    p = sub.add_parser("rollout", help="run episodes of built-in or LIBERO tasks against a policy and score them")
+    p.add_argument("--env", required=True, help="builtin:TASK, builtin:all or libero:SUITE (e.g. libero:libero_spatial)")
+    p.add_argument("--tasks", nargs="+", metavar="TASK",
+                   help="narrow builtin:all to these tasks, or a LIBERO suite to these task ids or names")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, LIBERO's trials)")
+    p.add_argument("--server", metavar="ADDR", help="a running runtime (host:port)")
+    p.add_argument("--checkpoint", metavar="DIR", help="start a local runtime serving this checkpoint")
+    p.add_argument("--tokenizer", metavar="PATH", help="with --checkpoint: the SentencePiece model")
+    p.add_argument("--policy", metavar="NAME", help="'scripted': the built-in experts, no runtime")
+    p.add_argument("--token", help="bearer token for the runtime (or set ROBOT_RUNTIME_TOKEN)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each running its own episodes")
+    p.add_argument("--out", help="output directory (default runs/rollout-TIME)")
+    p.add_argument("--video", action="store_true", help="write an mp4 per episode with the subtask on each frame")
+    p.add_argument("--seed", type=int, help="built-in: episode k uses seed SEED + k (default 0); LIBERO: env seed (default 7)")
+    p.add_argument("--replan-steps", type=int, default=5, help="control steps between chunk requests")
+    p.add_argument("--max-steps", type=int, help="step budget per episode (default: the task's or suite's)")
+    p.add_argument("--image-size", type=int, default=224, help="camera images sent to the policy are PX x PX")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one chunk")
+    p.add_argument("--libero-prompt", choices=["auto", "task", "bddl"], default="auto",
+                   help="LIBERO instruction: the suite's task language or the BDDL file's (auto: task for the "
+                        "standard suites, bddl for LIBERO-PRO)")
+    p.add_argument("--quiet", action="store_true", help="do not print subtask changes")
+    p.set_defaults(run=_rollout)
 
     p = sub.add_parser("serve-planner", help="serve the planner alone (for `serve --planner-address`)")
     _add_model_args(p)

@@ -346,7 +346,7 @@ class OpenpiBridge:
             pass
         finally:
             self._batcher.forget(session.id)
-            self._registry.close(session.id)
+            self._registry.close(session)
             self._stats.count("sessions_closed")
             log.info("openpi session %s closed", session.id)
 

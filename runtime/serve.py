@@ -230,7 +230,7 @@ class PlannerSupervisor:
 
 
 async def serve_runtime(options: RuntimeOptions) -> None:
-    from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+    from actor.engine import ChunkEngine, EngineConfig
     from runtime.batcher import ChunkBatcher
     from runtime.planner_link import PlannerLink
     from runtime.service import RobotRuntimeService
@@ -299,9 +299,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         engine = ChunkEngine.from_model_dir(
             model_dir, EngineConfig(action_dims=action_dims), num_steps=options.num_steps
         )
-        size = cfg.vision.image_size
-        black = {key: np.zeros((size, size, 3), np.uint8) for key in settings.cameras.values()}
-        engine.run([ChunkRequest(black, "warm up", "warm up", np.zeros(state_dims, np.float32))])
+        warm_up_actor(engine, settings, cfg.vision.image_size, options.max_batch)
         return engine
 
     bridge = None
@@ -349,6 +347,22 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
     scheme = "wss" if options.security.tls_cert else "ws"
     log.info("openpi websocket bridge on %s://%s:%d", scheme, options.openpi_host, port)
     return bridge
+
+
+def warm_up_actor(engine, settings: SessionSettings, image_size: int, max_batch: int) -> None:
+    """Compiles every batch bucket a session mix can hit, with and without RTC, before the first robot waits."""
+    from actor.engine import ChunkRequest, Leftover
+    from actor.sampler import DEFAULT_BUCKETS
+
+    black = {key: np.zeros((image_size, image_size, 3), np.uint8) for key in settings.cameras.values()}
+    plain = ChunkRequest(black, "warm up", "warm up", np.zeros(settings.state_dims, np.float32))
+    leftover = Leftover(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
+    guided = dataclasses.replace(plain, leftover=leftover)
+    for bucket in DEFAULT_BUCKETS:
+        engine.run([plain] * bucket)
+        engine.run([guided] + [plain] * (bucket - 1))
+        if bucket >= max_batch:
+            break
 
 
 class _ReadyGate(pb_grpc.RobotRuntimeServicer):

@@ -70,13 +70,16 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         try:
             session = self._registry.open(first.open.session_id, first.open.task)
         except WireError as err:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         self._stats.count("sessions_opened")
         outbox: asyncio.Queue = asyncio.Queue()
         reader = asyncio.create_task(self._read(session, requests, outbox))
         forwarder = asyncio.create_task(self._forward_updates(session, outbox))
+        metadata = pb.RuntimeMetadata()
+        metadata.CopyFrom(self._metadata)
+        metadata.session_id = session.id
         try:
-            yield pb.SessionEvent(metadata=self._metadata)
+            yield pb.SessionEvent(metadata=metadata)
             while True:
                 event = await outbox.get()
                 if event is None:
@@ -89,8 +92,9 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             reader.cancel()
             forwarder.cancel()
             await asyncio.gather(reader, forwarder, return_exceptions=True)
-            self._batcher.forget(session.id)
-            self._registry.close(session.id)
+            if not session.taken_over.is_set():
+                self._batcher.forget(session.id)
+            self._registry.close(session)
             self._stats.count("sessions_closed")
 
     async def _read(self, session: Session, requests, outbox: asyncio.Queue) -> None:
@@ -161,6 +165,16 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         )
 
     async def _forward_updates(self, session: Session, outbox: asyncio.Queue) -> None:
-        while True:
-            update = await session.updates.get()
-            outbox.put_nowait(pb.SessionEvent(subtask=update))
+        taken_over = asyncio.create_task(session.taken_over.wait())
+        try:
+            while True:
+                update = asyncio.create_task(session.updates.get())
+                done, _ = await asyncio.wait({update, taken_over}, return_when=asyncio.FIRST_COMPLETED)
+                if taken_over in done:
+                    update.cancel()
+                    message = f"session {session.id!r} was reopened by another stream"
+                    outbox.put_nowait(_StreamError(grpc.StatusCode.ABORTED, message))
+                    return
+                outbox.put_nowait(pb.SessionEvent(subtask=update.result()))
+        finally:
+            taken_over.cancel()

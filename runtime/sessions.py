@@ -44,6 +44,7 @@ class Session:
     last_planned_at: float = 0.0
     updates: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
     first_subtask: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    taken_over: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def actor_subtask(self) -> str:
         """The latest subtask; before the planner's first answer, the plain task."""
@@ -66,15 +67,26 @@ class SessionRegistry:
         return list(self._sessions.values())
 
     def open(self, session_id: str, task: str) -> Session:
+        """A new session; reopening an open id takes it over (a robot reconnecting before the server noticed the
+        old stream died): the old stream is told to end, and step count and subtask carry over."""
+        task = _checked_task(task, "open.task", allow_empty=True)
         session_id = session_id or f"session-{next(self._ids)}"
-        if session_id in self._sessions:
-            raise WireError("open.session_id", f"session {session_id!r} is already open")
-        session = Session(session_id, _checked_task(task, "open.task", allow_empty=True))
+        session = Session(session_id, task)
+        old = self._sessions.get(session_id)
+        if old is not None:
+            old.taken_over.set()
+            session.last_step = old.last_step
+            if not task or task == old.task:
+                session.task, session.subtask, session.subtask_version = old.task, old.subtask, old.subtask_version
+                if old.first_subtask.is_set():
+                    session.first_subtask.set()
         self._sessions[session_id] = session
         return session
 
-    def close(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+    def close(self, session: Session) -> None:
+        """Forgets the session unless a newer stream has taken its id over."""
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
@@ -122,6 +134,7 @@ class SessionRegistry:
         )
 
     def metadata(self, model_config_json: str, num_denoise_steps: int) -> pb.RuntimeMetadata:
+        """The runtime's interface; a Session stream adds its session_id."""
         s = self.settings
         return pb.RuntimeMetadata(
             action_dims=s.action_dims,
@@ -158,7 +171,9 @@ class SessionRegistry:
                 "observation.rtc.queued_actions",
                 f"holds {actions.shape[0]} actions, more than the horizon {self.settings.action_horizon}",
             )
-        return Leftover(actions, int(rtc.inference_delay)) if actions.shape[0] else None
+        if not actions.shape[0]:
+            return None
+        return Leftover(actions, int(rtc.inference_delay), int(rtc.execution_horizon) or None)
 
 
 def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:

@@ -117,7 +117,7 @@ class SubtaskUpdate(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., version: _Optional[int] = ..., observation_step: _Optional[int] = ..., decode_ms: _Optional[float] = ..., prefill_ms: _Optional[float] = ...) -> None: ...
 
 class RuntimeMetadata(_message.Message):
-    __slots__ = ("action_dims", "action_horizon", "state_dims", "cameras", "model_config_json", "num_denoise_steps", "version")
+    __slots__ = ("action_dims", "action_horizon", "state_dims", "cameras", "model_config_json", "num_denoise_steps", "version", "session_id")
     ACTION_DIMS_FIELD_NUMBER: _ClassVar[int]
     ACTION_HORIZON_FIELD_NUMBER: _ClassVar[int]
     STATE_DIMS_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class RuntimeMetadata(_message.Message):
     MODEL_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     NUM_DENOISE_STEPS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     action_dims: int
     action_horizon: int
     state_dims: int
@@ -132,7 +133,8 @@ class RuntimeMetadata(_message.Message):
     model_config_json: str
     num_denoise_steps: int
     version: str
-    def __init__(self, action_dims: _Optional[int] = ..., action_horizon: _Optional[int] = ..., state_dims: _Optional[int] = ..., cameras: _Optional[_Iterable[str]] = ..., model_config_json: _Optional[str] = ..., num_denoise_steps: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, action_dims: _Optional[int] = ..., action_horizon: _Optional[int] = ..., state_dims: _Optional[int] = ..., cameras: _Optional[_Iterable[str]] = ..., model_config_json: _Optional[str] = ..., num_denoise_steps: _Optional[int] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
     __slots__ = ("session_id", "task")

@@ -1,0 +1,167 @@
+"""Subtask decoding throughput: the KV-cached decoder vs re-running the whole sequence for every new token.
+
+Both decode the same planner prompt (one row, the base camera only) on the same random-weight network (every
+weight perturbed with std 1 so the tokens vary), greedily over the whole vocabulary except EOS, so both always
+produce exactly `--new-tokens` tokens. Each is one compiled call, compiled and run once before timing:
+- kv:    `policy.decoding.generate`: the prefix once, then one token per step against a preallocated KV cache;
+- naive: `planner.reference.full_recompute_generate`: for every token, `fill_prefix` (SigLIP included) on the
+         prompt extended with the tokens generated so far (`token_ar_mask` True on them), logits read at the
+         last valid token.
+`decoder_*` fields time the planner engine itself (`SubtaskDecoder.decode`, the same mask as a vocab setting):
+wall time per call including preprocessing, and its own prefill/decode split.
+`same_tokens` says whether all three agree: exactly in float32; bfloat16 configs (`dummy`) may part ways where
+two logits nearly tie, since the paths round differently. Figures are medians over `--reps` calls;
+`speedup_of_fastest` compares the fastest calls, which other load on a shared machine disturbs least.
+
+    .venv/bin/python bench/planner_decode.py --config tiny
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from planner.decoder import PlanRequest, SubtaskDecoder
+from planner.reference import full_recompute_generate
+from planner.vocab import all_mask
+from policy import decoding
+from policy.batching import Row, build_input
+from policy.checkpoint import init_params, model_from_params
+from policy.config import get_model_config
+from policy.observation import ModelInput
+from policy.prompts import tokenize_planner
+from policy.tokenizer import TextTokenizer, train_tokenizer
+
+TASK = "put the red cube in the blue bowl"
+TOKENIZER_VOCAB = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    config: str
+    new_tokens: int
+    reps: int
+    seed: int
+
+
+def never_eos_greedy(eos_id: int) -> decoding.TokenChooser:
+    """Greedy over every id but EOS, so every run decodes the full length."""
+
+    def choose(logits: jax.Array, rng: jax.Array) -> jax.Array:
+        del rng
+        return jnp.argmax(logits.at[:, eos_id].set(-jnp.inf), axis=-1).astype(jnp.int32)
+
+    return choose
+
+
+def planner_request(cfg, seed: int) -> PlanRequest:
+    size = cfg.vision.image_size
+    image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return PlanRequest({cfg.image_keys[0]: image}, TASK)
+
+
+def model_input(cfg, tokenizer: TextTokenizer, request: PlanRequest) -> ModelInput:
+    prompt = tokenize_planner(tokenizer, request.task, max_len=cfg.max_token_len)
+    return build_input(cfg, [Row(dict(request.cameras), prompt)])
+
+
+def wall_times(contenders: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Seconds per call of each contender; rounds interleave them so load drift on a shared machine hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def run(bench: BenchConfig) -> dict[str, object]:
+    cfg = get_model_config(bench.config)
+    model = model_from_params(cfg, init_params(cfg, seed=bench.seed, perturb_std=1.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = TextTokenizer(train_tokenizer(Path(tmp) / "bench.model", vocab_size=TOKENIZER_VOCAB))
+    request = planner_request(cfg, bench.seed)
+    obs = model_input(cfg, tokenizer, request)
+    choose = never_eos_greedy(tokenizer.eos_id)
+    never_eos = all_mask(tokenizer, cfg.vocab_size)
+    never_eos[tokenizer.eos_id] = False
+    decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=never_eos, max_new_tokens=bench.new_tokens, buckets=(1,))
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def kv(state: nnx.State, obs: ModelInput) -> jax.Array:
+        return decoding.generate(nnx.merge(graphdef, state), obs, bench.new_tokens, choose)[0]
+
+    @jax.jit
+    def naive(state: nnx.State, obs: ModelInput) -> jax.Array:
+        return full_recompute_generate(nnx.merge(graphdef, state), obs, bench.new_tokens, choose)
+
+    kv_tokens = np.asarray(kv(state, obs))
+    naive_tokens = np.asarray(naive(state, obs))
+    decoder_tokens = np.asarray([decoder.decode([request])[0].token_ids])
+    times = wall_times(
+        {
+            "kv": lambda: kv(state, obs),
+            "naive": lambda: naive(state, obs),
+            "decoder": lambda: decoder.decode([request]),
+        },
+        bench.reps,
+    )
+    kv_s, naive_s, decoder_s = (statistics.median(times[name]) for name in ("kv", "naive", "decoder"))
+    split = decoder.decode([request])[0]
+    print(f"kv    {kv_s * 1e3:9.2f} ms for {bench.new_tokens} tokens: {kv_tokens[0].tolist()}")
+    print(f"naive {naive_s * 1e3:9.2f} ms for {bench.new_tokens} tokens: {naive_tokens[0].tolist()}")
+    return {
+        "kv_tokens_per_s": round(bench.new_tokens / kv_s, 1),
+        "naive_tokens_per_s": round(bench.new_tokens / naive_s, 1),
+        "speedup": round(naive_s / kv_s, 2),
+        "speedup_of_fastest": round(min(times["naive"]) / min(times["kv"]), 2),
+        "config": bench.config,
+        "new_tokens": bench.new_tokens,
+        "reps": bench.reps,
+        "kv_ms": round(kv_s * 1e3, 3),
+        "naive_ms": round(naive_s * 1e3, 3),
+        "decoder_tokens_per_s": round(bench.new_tokens / decoder_s, 1),
+        "decoder_prefill_ms": round(split.prefill_ms, 3),
+        "decoder_decode_ms": round(split.decode_ms, 3),
+        "same_tokens": bool(np.array_equal(kv_tokens, naive_tokens) and np.array_equal(kv_tokens, decoder_tokens)),
+        "dtype": cfg.dtype,
+        "prefix_tokens": int(cfg.vision.num_tokens * len(cfg.image_keys) + cfg.max_token_len),
+        "device": jax.devices()[0].device_kind,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["tiny", "dummy"], default="tiny")
+    parser.add_argument("--new-tokens", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    result = run(BenchConfig(args.config, args.new_tokens, args.reps, args.seed))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

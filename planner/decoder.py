@@ -1,0 +1,372 @@
+"""`SubtaskDecoder`: cameras + task (+ state) → the next subtask in words, with the pi0.5 language model.
+
+Each call batches the requests into a padded bucket, runs the prefix (images + `Task: {task}. Subtask: `) once,
+then decodes with `policy.decoding.generate`: a preallocated KV cache inside one `lax.while_loop`, the first
+token read at each row's last valid prefix token, early exit once every row has emitted EOS. A vocabulary
+mask is applied before every greedy or sampled choice (`planner.sampling.choose_token`).
+
+The prefix pass and the decode loop are two compiled executables so their wall times can be reported apart.
+Both are compiled ahead of time, once per batch bucket (prefill) and per (bucket, max_new_tokens) (decode),
+and kept in a process-wide table keyed by the network's graph and the exact argument shapes: an executable
+never recompiles silently, and decoders over networks of one config (other weights, other vocab masks)
+share them. The mask, temperature, top-p and seed are runtime arguments, so changing them compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from planner.sampling import choose_token
+from planner.vocab import all_mask, allowed_set_mask, printable_ascii_mask
+from policy import decoding
+from policy.batching import Row, bucket_for, build_input
+from policy.config import ModelConfig
+from policy.errors import UserFacingError
+from policy.gemma import KVCache
+from policy.normalize import NormStats, normalize
+from policy.observation import ModelInput
+from policy.pi05 import Pi05
+from policy.prompts import tokenize_planner
+from policy.tokenizer import TextTokenizer
+
+DEFAULT_BUCKETS = (1, 2, 4, 8)
+DEFAULT_MAX_NEW_TOKENS = 20
+VOCAB_CHOICES = ("ascii", "all")
+
+# "ascii", "all", allowed strings / token ids, or a ready bool mask over the model vocabulary.
+VocabSpec = str | Sequence[str | int] | np.ndarray
+
+
+class PlanRequestError(UserFacingError, ValueError):
+    """A request or decoder setting that cannot be decoded; the message names the offending field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRequest:
+    """Model camera key (e.g. `base_0_rgb`) → uint8 [H,W,3] RGB; absent cameras are masked out of the prefix."""
+
+    cameras: Mapping[str, np.ndarray]
+    task: str
+    state: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    """The subtask text and the ids behind it.
+
+    token_ids ends with EOS when `finished`; otherwise the row ran out of `max_new_tokens`. prefill_ms and
+    decode_ms belong to the whole batch the row was decoded in (see `SubtaskDecoder.decode`).
+    """
+
+    text: str
+    token_ids: tuple[int, ...]
+    finished: bool
+    prefill_ms: float
+    decode_ms: float
+
+
+def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int) -> np.ndarray:
+    """The bool [V] mask a vocab setting stands for."""
+    if isinstance(vocab, str):
+        if vocab == "ascii":
+            return printable_ascii_mask(tokenizer, model_vocab_size)
+        if vocab == "all":
+            return all_mask(tokenizer, model_vocab_size)
+        raise PlanRequestError(
+            f"vocab must be one of {list(VOCAB_CHOICES)}, a list of allowed strings/ids or a mask; got {vocab!r}"
+        )
+    if isinstance(vocab, np.ndarray) and vocab.dtype == bool:
+        return _checked_mask(tokenizer, vocab, model_vocab_size)
+    return allowed_set_mask(tokenizer, list(vocab), model_vocab_size)
+
+
+def _checked_mask(tokenizer: TextTokenizer, mask: np.ndarray, model_vocab_size: int) -> np.ndarray:
+    if mask.shape != (model_vocab_size,):
+        raise PlanRequestError(f"vocab mask has shape {mask.shape}, expected ({model_vocab_size},)")
+    if mask[tokenizer.vocab_size :].any():
+        raise PlanRequestError(f"vocab mask allows ids past the tokenizer's {tokenizer.vocab_size} pieces")
+    if not mask.any():
+        raise PlanRequestError("vocab mask allows no token at all")
+    return mask.copy()
+
+
+class _FilledPrefix:
+    """Stands in for the model inside `decoding.generate`, handing back a prefix pass that already ran.
+
+    `generate` starts with `model.fill_prefix(obs)`; answering it from the separately compiled (and timed)
+    prefill keeps one decode loop for the whole project instead of a second copy here.
+    """
+
+    def __init__(self, model: Pi05, hidden: jax.Array, cache: KVCache, prefix_mask: jax.Array) -> None:
+        self._model = model
+        self._filled = (hidden, cache, prefix_mask)
+
+    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
+        del obs
+        return self._filled
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        return self._model.logits(hidden)
+
+    def decode_step(self, *args: jax.Array) -> tuple[jax.Array, KVCache]:
+        return self._model.decode_step(*args)
+
+
+def _prefill_fn(graphdef: nnx.GraphDef) -> Callable:
+    def run(state: nnx.State, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
+        return nnx.merge(graphdef, state).fill_prefix(obs)
+
+    return run
+
+
+def _decode_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int, pad_id: int) -> Callable:
+    def run(
+        state: nnx.State,
+        hidden: jax.Array,
+        cache: KVCache,
+        prefix_mask: jax.Array,
+        allowed: jax.Array,
+        rng: jax.Array,
+        temperature: jax.Array,
+        top_p: jax.Array,
+    ) -> tuple[jax.Array, jax.Array]:
+        model = _FilledPrefix(nnx.merge(graphdef, state), hidden, cache, prefix_mask)
+        batch = hidden.shape[0]
+        batch_only = ModelInput({}, {}, jnp.zeros((batch, 0), jnp.int32), jnp.zeros((batch, 0), jnp.bool_))
+        choose = functools.partial(choose_token, allowed=allowed, temperature=temperature, top_p=top_p)
+        return decoding.generate(model, batch_only, max_new_tokens, choose, eos_id, pad_id, rng)
+
+    return run
+
+
+_EXECUTABLES: dict[tuple, Callable] = {}
+_EXECUTABLES_LOCK = threading.Lock()
+
+
+def compiled_executables() -> int:
+    """How many prefill/decode executables this process has compiled (all decoders together)."""
+    return len(_EXECUTABLES)
+
+
+def _signature(args: tuple) -> tuple:
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
+
+
+def _executable(static_key: tuple, make_fn: Callable[[], Callable], args: tuple) -> tuple[Callable, bool]:
+    """The compiled executable for `static_key` and the shapes of `args`, and whether this call compiled it."""
+    key = (*static_key, _signature(args))
+    with _EXECUTABLES_LOCK:
+        if key in _EXECUTABLES:
+            return _EXECUTABLES[key], False
+        _EXECUTABLES[key] = jax.jit(make_fn()).lower(*args).compile()
+        return _EXECUTABLES[key], True
+
+
+def _timed(fn: Callable, *args) -> tuple[object, float]:
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, (time.perf_counter() - start) * 1e3
+
+
+def _row_tokens(row: np.ndarray, steps: int, eos_id: int) -> tuple[tuple[int, ...], bool]:
+    produced = row[:steps]
+    eos_at = np.flatnonzero(produced == eos_id)
+    if eos_at.size:
+        return tuple(int(t) for t in produced[: eos_at[0] + 1]), True
+    return tuple(int(t) for t in produced), False
+
+
+class SubtaskDecoder:
+    """Decodes subtasks for batches of requests; construct once per model and reuse (compiled code is kept)."""
+
+    def __init__(
+        self,
+        model: Pi05,
+        tokenizer: TextTokenizer,
+        cfg: ModelConfig,
+        *,
+        vocab: VocabSpec = "ascii",
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        norm_stats: Mapping[str, NormStats] | None = None,
+        use_state: bool = False,
+    ) -> None:
+        if tokenizer.vocab_size > cfg.vocab_size:
+            raise PlanRequestError(
+                f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
+                f"vocabulary of {cfg.vocab_size}; it does not belong to this checkpoint"
+            )
+        if not buckets or any(b <= 0 for b in buckets):
+            raise PlanRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
+        _check_max_new_tokens(max_new_tokens)
+        self._state_stats = _state_stats(norm_stats) if use_state else None
+        self._tokenizer = tokenizer
+        self._cfg = cfg
+        self._buckets = tuple(sorted(set(buckets)))
+        self._max_new_tokens = max_new_tokens
+        self._allowed = jnp.asarray(vocab_mask(tokenizer, vocab, cfg.vocab_size))
+        self._graphdef, self._state = nnx.split(model)
+        self._compile_count = 0
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self._max_new_tokens
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return self._buckets
+
+    @property
+    def allowed_mask(self) -> np.ndarray:
+        return np.asarray(self._allowed)
+
+    @property
+    def compile_count(self) -> int:
+        """Executables this decoder had to compile (those another decoder already compiled are not counted)."""
+        return self._compile_count
+
+    def decode(
+        self,
+        requests: Sequence[PlanRequest],
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        max_new_tokens: int | None = None,
+    ) -> list[PlanResult]:
+        """One result per request, in order. Greedy at temperature 0, else temperature + top-p sampling.
+
+        Requests beyond the largest bucket go in further batches. prefill_ms is the wall time of the compiled
+        prefix pass (SigLIP + language model over images and prompt) of the row's batch; decode_ms that of the
+        compiled decode loop (first-token read, cache padding, every decode step). Both stop at a blocking
+        wait on the device; preprocessing (image resize, tokenizing), host transfers and compilation are in
+        neither.
+        """
+        new_tokens = self._max_new_tokens if max_new_tokens is None else max_new_tokens
+        _check_max_new_tokens(new_tokens)
+        _check_sampling(temperature, top_p)
+        rows = [self._row(i, request) for i, request in enumerate(requests)]
+        largest = self._buckets[-1]
+        results: list[PlanResult] = []
+        for chunk, start in enumerate(range(0, len(rows), largest)):
+            rng = jax.random.fold_in(jax.random.key(seed), chunk)
+            results += self._decode_batch(rows[start : start + largest], new_tokens, temperature, top_p, rng)
+        return results
+
+    def warm_up(self, batch_sizes: Sequence[int] | None = None) -> None:
+        """Compiles every bucket (or those holding `batch_sizes` rows) with black images, off the request path."""
+        size = self._cfg.vision.image_size
+        black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
+        state = None if self._state_stats is None else np.zeros(self._state_stats.dim, np.float32)
+        for rows in batch_sizes or self._buckets:
+            self.decode([PlanRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
+
+    def _decode_batch(
+        self, rows: list[Row], max_new_tokens: int, temperature: float, top_p: float, rng: jax.Array
+    ) -> list[PlanResult]:
+        bucket = bucket_for(len(rows), self._buckets)
+        obs = build_input(self._cfg, rows, bucket)
+        prefill_args = (self._state, obs)
+        prefill = self._compiled(("prefill", self._graphdef), lambda: _prefill_fn(self._graphdef), prefill_args)
+        (hidden, cache, prefix_mask), prefill_ms = _timed(prefill, *prefill_args)
+        args = (
+            self._state, hidden, cache, prefix_mask, self._allowed, rng, jnp.float32(temperature), jnp.float32(top_p)
+        )
+        eos_id, pad_id = self._tokenizer.eos_id, self._tokenizer.pad_id
+        decode = self._compiled(
+            ("decode", self._graphdef, max_new_tokens, eos_id, pad_id),
+            lambda: _decode_fn(self._graphdef, max_new_tokens, eos_id, pad_id),
+            args,
+        )
+        (tokens, steps), decode_ms = _timed(decode, *args)
+        tokens, steps = np.asarray(tokens), int(steps)
+        results = []
+        for row in tokens[: len(rows)]:
+            ids, finished = _row_tokens(row, steps, self._tokenizer.eos_id)
+            text = self._tokenizer.decode(ids).strip()
+            results.append(PlanResult(text, ids, finished, prefill_ms, decode_ms))
+        return results
+
+    def _compiled(self, static_key: tuple, make_fn: Callable[[], Callable], args: tuple) -> Callable:
+        executable, compiled_now = _executable(static_key, make_fn, args)
+        self._compile_count += compiled_now
+        return executable
+
+    def _row(self, index: int, request: PlanRequest) -> Row:
+        where = f"requests[{index}]"
+        if not isinstance(request, PlanRequest):
+            raise PlanRequestError(f"{where} must be a PlanRequest, got {type(request).__name__}")
+        task = _checked_task(request.task, where)
+        images = self._checked_cameras(request.cameras, where)
+        state = self._normalized_state(request.state, where)
+        prompt = tokenize_planner(self._tokenizer, task, max_len=self._cfg.max_token_len, state=state)
+        return Row(images, prompt)
+
+    def _checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+        if not cameras:
+            raise PlanRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
+        checked = {}
+        for key, image in cameras.items():
+            field = f"{where}.cameras[{key!r}]"
+            if key not in self._cfg.image_keys:
+                raise PlanRequestError(f"{field}: unknown camera; the model reads {list(self._cfg.image_keys)}")
+            checked[key] = _checked_image(image, field)
+        return checked
+
+    def _normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
+        """pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does."""
+        if self._state_stats is None:
+            return None
+        field = f"{where}.state"
+        if state is None:
+            raise PlanRequestError(f"{field} is missing; this decoder puts the state in the prompt (use_state=True)")
+        values = np.asarray(state, np.float64)
+        if values.ndim != 1 or not np.all(np.isfinite(values)):
+            raise PlanRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")
+        if values.shape[0] > self._state_stats.dim:
+            raise PlanRequestError(f"{field} has {values.shape[0]} dims, the norm stats only {self._state_stats.dim}")
+        return normalize(values, self._state_stats, use_quantiles=self._cfg.pi05)
+
+
+def _checked_task(task: str, where: str) -> str:
+    if not isinstance(task, str):
+        raise PlanRequestError(f"{where}.task must be text, got {type(task).__name__}")
+    if not task.strip():
+        raise PlanRequestError(f"{where}.task is empty; say what the robot should do")
+    return task
+
+
+def _checked_image(image: np.ndarray, field: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
+        raise PlanRequestError(f"{field} must be a uint8 [H, W, 3] RGB image, got {array.dtype} {list(array.shape)}")
+    return array
+
+
+def _state_stats(norm_stats: Mapping[str, NormStats] | None) -> NormStats:
+    if not norm_stats or "state" not in norm_stats:
+        raise PlanRequestError("use_state=True needs norm stats with a 'state' entry to normalize the state")
+    return norm_stats["state"]
+
+
+def _check_max_new_tokens(max_new_tokens: int) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise PlanRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+
+
+def _check_sampling(temperature: float, top_p: float) -> None:
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise PlanRequestError(f"temperature must be a finite number >= 0, got {temperature}")
+    if not (0 < top_p <= 1):
+        raise PlanRequestError(f"top_p must be in (0, 1], got {top_p}")

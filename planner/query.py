@@ -1,0 +1,121 @@
+"""The planner-only text query (`robot-runtime plan`): image files + task → one subtask, decoded locally.
+
+Everything the user typed is checked before the weights load (image specs, files, camera names, task), so a
+typo costs a second, not a model load; each problem is one `QueryError` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from planner.decoder import DEFAULT_MAX_NEW_TOKENS, PlanRequest, PlanResult, SubtaskDecoder
+from policy.errors import UserFacingError
+
+
+class QueryError(UserFacingError):
+    """Bad query input: the message is one line naming the argument."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    checkpoint: pathlib.Path
+    images: Mapping[str, pathlib.Path]
+    task: str
+    tokenizer: pathlib.Path | None = None
+    config_name: str | None = None
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    vocab: str = "ascii"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    warm_up: bool = False
+
+
+def parse_image_specs(specs: Sequence[str]) -> dict[str, pathlib.Path]:
+    """`CAMERA=PATH` strings → camera → path, refusing malformed and repeated cameras."""
+    images: dict[str, pathlib.Path] = {}
+    for spec in specs:
+        camera, sep, path = spec.partition("=")
+        if not sep or not camera.strip() or not path.strip():
+            raise QueryError(f"--image {spec!r} is malformed; write CAMERA=PATH, e.g. base_0_rgb=cam0.png")
+        camera = camera.strip()
+        if camera in images:
+            raise QueryError(f"--image gives camera {camera!r} twice")
+        images[camera] = pathlib.Path(path.strip()).expanduser()
+    if not images:
+        raise QueryError("give at least one --image CAMERA=PATH")
+    return images
+
+
+def read_rgb(path: pathlib.Path) -> np.ndarray:
+    """uint8 [H,W,3] RGB from an image file (OpenCV reads BGR)."""
+    import cv2
+
+    if not path.is_file():
+        raise QueryError(f"image file {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise QueryError(f"cannot read {path} as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def check_cameras(images: Mapping[str, pathlib.Path], known: Sequence[str]) -> None:
+    for camera in images:
+        if camera not in known:
+            raise QueryError(f"--image names unknown camera {camera!r}; the model reads {list(known)}")
+
+
+def run_query(query: Query) -> PlanResult:
+    """Checks the input, loads the checkpoint and decodes one subtask.
+
+    The first run of freshly compiled code pays one-time setup (tens of ms on CPU), so the timings of a single
+    query are cold ones; `warm_up` decodes black images first and reports warm timings.
+    """
+    from policy.config import NAMED_CONFIGS
+    from policy.model_dir import ModelDir
+    from policy.tokenizer import TextTokenizer
+
+    if query.config_name is not None and query.config_name not in NAMED_CONFIGS:
+        raise QueryError(f"unknown --config {query.config_name!r}; expected one of {sorted(NAMED_CONFIGS)}")
+    if not query.task.strip():
+        raise QueryError("--task is empty; say what the robot should do")
+    if query.max_new_tokens < 1:
+        raise QueryError(f"--max-tokens must be at least 1, got {query.max_new_tokens}")
+    for path in query.images.values():
+        if not path.is_file():
+            raise QueryError(f"image file {path} does not exist")
+    model_dir = ModelDir.open(query.checkpoint, config_name=query.config_name, tokenizer=query.tokenizer)
+    check_cameras(query.images, model_dir.config.image_keys)
+    if model_dir.tokenizer_path is None:
+        raise QueryError(f"{model_dir.root} has no tokenizer.model; pass --tokenizer PATH")
+    cameras = {camera: read_rgb(path) for camera, path in query.images.items()}
+    try:
+        tokenizer = TextTokenizer(model_dir.tokenizer_path)
+    except ValueError as err:
+        raise QueryError(str(err)) from err
+    decoder = SubtaskDecoder(
+        model_dir.load_model(),
+        tokenizer,
+        model_dir.config,
+        vocab=query.vocab,
+        max_new_tokens=query.max_new_tokens,
+        buckets=(1,),
+    )
+    if query.warm_up:
+        decoder.warm_up()
+    request = PlanRequest(cameras, query.task)
+    return decoder.decode([request], temperature=query.temperature, top_p=query.top_p, seed=query.seed)[0]
+
+
+def result_json(result: PlanResult) -> dict[str, object]:
+    return {
+        "subtask": result.text,
+        "tokens": list(result.token_ids),
+        "finished": result.finished,
+        "prefill_ms": round(result.prefill_ms, 3),
+        "decode_ms": round(result.decode_ms, 3),
+    }
