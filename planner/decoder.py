@@ -228,6 +228,10 @@ class SubtaskDecoder:
         return self._buckets
 
     @property
+    def tokenizer(self) -> TextTokenizer:
+        return self._tokenizer
+
+    @property
     def allowed_mask(self) -> np.ndarray:
         return np.asarray(self._allowed)
 

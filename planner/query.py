@@ -111,6 +111,43 @@ def run_query(query: Query) -> PlanResult:
     return decoder.decode([request], temperature=query.temperature, top_p=query.top_p, seed=query.seed)[0]
 
 
+def ask_server(
+    address: str,
+    images: Mapping[str, pathlib.Path],
+    task: str,
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    token: str | None = None,
+    tls_ca: pathlib.Path | None = None,
+    timeout_s: float = 60.0,
+) -> PlanResult:
+    """The same query answered by a running planner process (`robot-runtime serve-planner`)."""
+    import grpc
+
+    from protos.robot_runtime.v1 import runtime_pb2 as pb
+    from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+    from runtime.grpc_server import auth_metadata, channel_options
+    from runtime.wire import numpy_to_image
+
+    if not task.strip():
+        raise QueryError("--task is empty; say what the robot should do")
+    request = pb.PlanRequest(
+        task=task,
+        images={camera: numpy_to_image(read_rgb(path), "png") for camera, path in images.items()},
+        max_tokens=max_new_tokens,
+    )
+    if tls_ca is not None:
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca.read_bytes()), channel_options())
+    else:
+        channel = grpc.insecure_channel(address, channel_options())
+    with channel:
+        try:
+            reply = pb_grpc.PlannerStub(channel).Plan(request, timeout=timeout_s, metadata=auth_metadata(token))
+        except grpc.RpcError as err:
+            raise QueryError(f"planner at {address} answered {err.code().name}: {err.details()}") from err
+    return PlanResult(reply.subtask, tuple(reply.tokens), False, reply.prefill_ms, reply.decode_ms)
+
+
 def result_json(result: PlanResult) -> dict[str, object]:
     return {
         "subtask": result.text,

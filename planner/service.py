@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 
 import grpc
@@ -53,15 +54,21 @@ class PlannerService(pb_grpc.PlannerServicer):
     async def plan(self, request: pb.PlanRequest) -> pb.PlanReply:
         """Validates and decodes one request off the event loop; raises UserFacingError on bad input."""
         parsed = plan_request_from_proto(request)
-        max_tokens = request.max_tokens or None
+        if request.max_tokens < 0:
+            raise WireError("max_tokens", f"must be >= 0, got {request.max_tokens}")
         loop = asyncio.get_running_loop()
-        [result] = await loop.run_in_executor(
-            self._executor, lambda: self._decoder.decode([parsed], max_new_tokens=max_tokens)
-        )
+        [result] = await loop.run_in_executor(self._executor, lambda: self._decoder.decode([parsed]))
+        if 0 < request.max_tokens < len(result.token_ids):
+            result = self._truncated(result, request.max_tokens)
         self._stats.observe("planner_prefill", result.prefill_ms)
         self._stats.observe("planner_decode", result.decode_ms)
         self._stats.count("plans")
         return plan_reply(request, result)
+
+    def _truncated(self, result: PlanResult, max_tokens: int) -> PlanResult:
+        """A shorter answer without compiling a decode loop of another length (the loop length is the server's)."""
+        ids = result.token_ids[:max_tokens]
+        return dataclasses.replace(result, text=self._decoder.tokenizer.decode(ids).strip(), token_ids=ids, finished=False)
 
     async def Plan(self, request: pb.PlanRequest, context: grpc.aio.ServicerContext) -> pb.PlanReply:
         try:

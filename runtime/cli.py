@@ -37,13 +37,23 @@ def _check_parity(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     import json
+    import os
     import pathlib
 
-    from planner.query import Query, parse_image_specs, result_json, run_query
+    from planner.query import Query, ask_server, parse_image_specs, result_json, run_query
 
+    images = parse_image_specs(args.image)
+    if args.server:
+        token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
+        tls_ca = pathlib.Path(args.tls_ca) if args.tls_ca else None
+        result = ask_server(args.server, images, args.task, max_new_tokens=args.max_tokens, token=token, tls_ca=tls_ca)
+        print(json.dumps(result_json(result)) if args.json else result.text)
+        return 0
+    if not args.checkpoint:
+        raise UserError("give --checkpoint DIR (decode locally) or --server ADDR (ask a running planner)")
     query = Query(
         checkpoint=pathlib.Path(args.checkpoint),
-        images=parse_image_specs(args.image),
+        images=images,
         task=args.task,
         tokenizer=pathlib.Path(args.tokenizer) if args.tokenizer else None,
         config_name=args.config,
@@ -205,7 +215,9 @@ def _rollout_policy(args: argparse.Namespace):
             raise UserError(f"--checkpoint {args.checkpoint}: no such directory")
     if args.timeout <= 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout}")
-    token = args.token or None
+    import os
+
+    token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
     if args.policy:
         return PolicySpec("scripted")
     return PolicySpec("remote", address=args.server or "", token=token, timeout_s=args.timeout)
@@ -284,8 +296,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("fixture_dir", help="directory with meta.json, io.npz and params/")
     p.set_defaults(run=_check_parity)
 
-    p = sub.add_parser("plan", help="decode the next subtask for camera images and a task, locally")
-    p.add_argument("--checkpoint", required=True, help="model directory (params/, assets/, model_config.json)")
+    p = sub.add_parser("plan", help="decode the next subtask for camera images and a task")
+    p.add_argument("--checkpoint", help="model directory (params/, assets/, model_config.json): decode locally")
+    p.add_argument("--server", metavar="ADDR", help="ask a running planner (`serve-planner`) at host:port instead")
+    p.add_argument("--token", help="bearer token for --server (or set ROBOT_RUNTIME_TOKEN)")
+    p.add_argument("--tls-ca", help="PEM root certificate to verify a TLS --server")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the checkpoint's tokenizer.model)")
     p.add_argument("--image", action="append", default=[], metavar="CAMERA=PATH", help="e.g. base_0_rgb=cam0.png")
     p.add_argument("--task", required=True, help='what the robot should do, e.g. "put the red cube in the bowl"')

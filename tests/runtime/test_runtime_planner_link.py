@@ -108,3 +108,32 @@ def test_tls_and_bearer_token(tiny_checkpoint, tmp_path, tls_files):
             with pytest.raises(grpc.RpcError) as info:
                 pb_grpc.RobotRuntimeStub(plaintext).GetMetadata(pb.MetadataRequest(), timeout=5, metadata=good)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_plan_cli_asks_a_running_planner(tiny_checkpoint, tmp_path, capsys):
+    import json
+    import sys
+
+    import cv2
+    import numpy as np
+
+    from runtime.cli import main
+
+    port = free_port()
+    planner = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "serve-planner", "--checkpoint", str(tiny_checkpoint), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    image = tmp_path / "cam.png"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
+    try:
+        args = ["plan", "--server", f"127.0.0.1:{port}", "--image", f"base_0_rgb={image}", "--task", "stack the cubes",
+                "--max-tokens", "3", "--json"]
+        wait_until(lambda: main(args) == 0, 240, "the planner to answer")
+        reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert set(reply) >= {"subtask", "tokens", "prefill_ms", "decode_ms"} and len(reply["tokens"]) == 3
+        assert main(["plan", "--server", f"127.0.0.1:{port}", "--image", f"top={image}", "--task", "x"]) == 2
+        assert "INVALID_ARGUMENT" in capsys.readouterr().err
+    finally:
+        planner.terminate()
+        planner.wait(timeout=30)
