@@ -3,25 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Optional extras installed with the project; `libero` brings LIBERO for sim/libero.py and its tests.
+EXTRAS ?= dev,libero
 
 .PHONY: test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	# openpi-client pins numpy<2 (jax needs >=2); the modules our bridge test uses need nothing it lacks.
 	$(BIN)/python -m pip install --quiet --no-deps 'openpi-client==0.1.2'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-# Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6).
+# Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6), and the
+# GL/GLib libraries that LIBERO's GUI opencv-python build loads (libgl1, libglib2.0-0).
 sysdeps:
-	@if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then \
-		echo "installing libosmesa6 (MuJoCo off-screen rendering)"; \
+	@if ! ldconfig -p 2>/dev/null | grep -q libOSMesa || ! ldconfig -p 2>/dev/null | grep -q 'libGL\.so\.1' \
+		|| ! ldconfig -p 2>/dev/null | grep -q libgthread-2.0; then \
+		echo "installing libosmesa6 libgl1 libglib2.0-0 (MuJoCo off-screen rendering, OpenCV)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6 >/dev/null; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6 libgl1 libglib2.0-0 >/dev/null; \
 	fi
 
 test: $(STAMP) sysdeps

@@ -180,14 +180,19 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.image_size < 16:
         raise UserError(f"--image-size must be >= 16 pixels, got {args.image_size}")
+    import pathlib
+
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
 
     from sim.recorder import record
 
     try:
-        summary = record(tasks, args.episodes, args.out, seed=args.seed, workers=args.workers,
+        summary = record(tasks, args.episodes, out, seed=args.seed, workers=args.workers,
                          image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress)
-    except FileExistsError as err:
-        raise UserError(f"{err}; pass --overwrite to replace it") from err
     except RuntimeError as err:
         raise UserError(str(err)) from err
     print(f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
@@ -197,6 +202,9 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _rollout_policy(args: argparse.Namespace):
+    import os
+    import pathlib
+
     from sim.rollout import PolicySpec
 
     chosen = [flag for flag, value in (("--server", args.server), ("--checkpoint", args.checkpoint),
@@ -208,15 +216,10 @@ def _rollout_policy(args: argparse.Namespace):
         raise UserError(f"--policy {args.policy!r}: the only built-in policy is 'scripted'")
     if args.tokenizer and not args.checkpoint:
         raise UserError("--tokenizer goes with --checkpoint")
-    if args.checkpoint:
-        import pathlib
-
-        if not pathlib.Path(args.checkpoint).is_dir():
-            raise UserError(f"--checkpoint {args.checkpoint}: no such directory")
+    if args.checkpoint and not pathlib.Path(args.checkpoint).is_dir():
+        raise UserError(f"--checkpoint {args.checkpoint}: no such directory")
     if args.timeout <= 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout}")
-    import os
-
     token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
     if args.policy:
         return PolicySpec("scripted")
@@ -230,7 +233,7 @@ def _rollout(args: argparse.Namespace) -> int:
 
     from sim.envspec import EnvSpecError, parse_env
     from sim.local_server import ServerStartError, local_server
-    from sim.rollout import RolloutConfig, RolloutError, format_table, rollout
+    from sim.rollout import RolloutConfig, RolloutError, format_table, plan_jobs, rollout
 
     try:
         selection = parse_env(args.env, args.tasks or ())
@@ -239,18 +242,25 @@ def _rollout(args: argparse.Namespace) -> int:
     policy = _rollout_policy(args)
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.image_size < 16:
+        raise UserError(f"--image-size must be >= 16 pixels, got {args.image_size}")
     out = pathlib.Path(args.out or f"runs/rollout-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
     config = RolloutConfig(
         selection=selection, episodes=args.episodes, policy=policy, out_dir=out, workers=args.workers,
         video=args.video, seed=args.seed, replan_steps=args.replan_steps, image_size=args.image_size,
         max_steps=args.max_steps, libero_prompt=args.libero_prompt, quiet=args.quiet,
     )
-    print(f"rollout: {selection.label} {', '.join(selection.tasks) or 'all tasks'}, {args.episodes} episodes per "
-          f"task, {policy.label if not args.checkpoint else 'checkpoint ' + args.checkpoint}, "
+    narrowed = f" tasks {','.join(selection.tasks)}" if selection.kind == "libero" and selection.tasks else ""
+    source = f"checkpoint {args.checkpoint}" if args.checkpoint else policy.label
+    print(f"rollout: {selection.label}{narrowed}, {args.episodes} episodes per task, {source}, "
           f"{args.workers} worker(s) -> {out}", flush=True)
     try:
+        plan_jobs(config)  # a bad selection fails here, before a runtime spends a minute starting
         if args.checkpoint:
-            with local_server(args.checkpoint, out / "serve.log", tokenizer=args.tokenizer, token=policy.token) as address:
+            log = out / "serve.log"
+            with local_server(args.checkpoint, log, tokenizer=args.tokenizer, token=policy.token) as address:
                 print(f"rollout: runtime serving {args.checkpoint} on {address}", flush=True)
                 results = rollout(dataclasses.replace(config, policy=dataclasses.replace(policy, address=address)))
         else:
@@ -350,7 +360,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_record)
 
     p = sub.add_parser("rollout", help="run episodes of built-in or LIBERO tasks against a policy and score them")
-    p.add_argument("--env", required=True, help="builtin:TASK, builtin:all or libero:SUITE (e.g. libero:libero_spatial)")
+    p.add_argument("--env", required=True, help="builtin:TASK, builtin:all or libero:SUITE (libero:libero_spatial)")
     p.add_argument("--tasks", nargs="+", metavar="TASK",
                    help="narrow builtin:all to these tasks, or a LIBERO suite to these task ids or names")
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, LIBERO's trials)")
@@ -362,7 +372,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes, each running its own episodes")
     p.add_argument("--out", help="output directory (default runs/rollout-TIME)")
     p.add_argument("--video", action="store_true", help="write an mp4 per episode with the subtask on each frame")
-    p.add_argument("--seed", type=int, help="built-in: episode k uses seed SEED + k (default 0); LIBERO: env seed (default 7)")
+    p.add_argument("--seed", type=int,
+                   help="built-in: episode k uses seed SEED + k (default 0); LIBERO: the env seed (default 7)")
     p.add_argument("--replan-steps", type=int, default=5, help="control steps between chunk requests")
     p.add_argument("--max-steps", type=int, help="step budget per episode (default: the task's or suite's)")
     p.add_argument("--image-size", type=int, default=224, help="camera images sent to the policy are PX x PX")

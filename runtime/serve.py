@@ -175,6 +175,15 @@ class _DeferredPlanner(pb_grpc.PlannerServicer):
 # -- planner supervision -------------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the planner child: the kernel sends SIGTERM when the runtime dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class PlannerSupervisor:
     """Runs `robot-runtime serve-planner` as a child process and restarts it with backoff when it exits."""
 
@@ -205,7 +214,7 @@ class PlannerSupervisor:
         backoff = 0.5
         while not self._stopping:
             started = time.monotonic()
-            self.process = subprocess.Popen(self.command(), env=self._env())
+            self.process = subprocess.Popen(self.command(), env=self._env(), preexec_fn=_die_with_parent)
             log.info("planner process %d started", self.process.pid)
             while self.process.poll() is None:
                 await asyncio.sleep(0.2)

@@ -1,0 +1,88 @@
+"""What the rollout runner steps: one episode job, the observation a policy sees, and the built-in sim.
+
+A `Sim` hides how an environment starts an episode and when it counts as solved, so the runner's loop is the
+same for the built-in tasks and LIBERO (`sim.libero.LiberoSim`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+
+ACTION_DIMS = 7  # LIBERO's: EE delta position, delta axis-angle, gripper
+STATE_DIMS = 8  # EE position, EE axis-angle, two finger joints
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Episode `episode` of `task`. Built-in: `seed` picks the layout. LIBERO: `episode` picks the suite's
+    initial state and `seed` seeds the env; `task_id` is the task's index in its suite."""
+
+    index: int
+    task: str
+    episode: int
+    seed: int
+    task_id: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """Images are upright uint8 HxWx3 per camera (empty when nothing is rendered); state is float32[8]."""
+
+    images: dict[str, np.ndarray]
+    state: np.ndarray
+    instruction: str
+
+
+class Sim(Protocol):
+    fps: float
+
+    def start(self, job: Job) -> Observation: ...
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        """Applies a 7-D action → (observation, whether the task is now solved)."""
+        ...
+
+    def max_steps(self, job: Job) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class BuiltinSim:
+    """The built-in MuJoCo tasks; one env per task, kept across episodes (its GL context is reused)."""
+
+    def __init__(self, image_size: int, render: bool, max_steps: int | None = None):
+        self.image_size = image_size
+        self.render = render
+        self._max_steps = max_steps
+        self._envs: dict = {}
+        self.env = None
+        self.fps = 10.0
+
+    def start(self, job: Job) -> Observation:
+        from sim.tasks import make
+
+        if job.task not in self._envs:
+            self._envs[job.task] = make(job.task, seed=job.seed, image_size=self.image_size, render=self.render,
+                                        max_steps=self._max_steps)
+        self.env = self._envs[job.task]
+        self.fps = self.env.fps
+        return self._observation(self.env.reset(seed=job.seed))
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        obs, _, info = self.env.step(action)
+        return self._observation(obs), bool(info["success"])
+
+    def max_steps(self, job: Job) -> int:
+        return self.env.max_steps
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    @staticmethod
+    def _observation(obs: dict) -> Observation:
+        return Observation(obs["images"], obs["state"], obs["task"])
