@@ -42,7 +42,8 @@ from websockets.http11 import Request, Response
 from actor.engine import InvalidRequest
 from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.batcher import BatchedResult, ChunkBatcher
+from runtime.batcher import ChunkBatcher
+from runtime.chunks import ChunkMaker
 from runtime.sessions import Session, SessionRegistry
 from runtime.stats import Stats
 from runtime.wire import WireError, numpy_to_image, numpy_to_tensor
@@ -264,9 +265,9 @@ class OpenpiBridge:
         self._translator = ObservationTranslator(keys or OpenpiKeys.libero(cameras), cameras)
         self._registry = registry
         self._batcher = batcher
+        self._chunks = ChunkMaker(batcher, stats, wait_for_subtask_ms=wait_for_subtask_ms)
         self._stats = stats
         self._on_observation = on_observation
-        self._wait_for_subtask = wait_for_subtask_ms / 1e3
         self._token = token
         self._tls = tls
         self._max_size = max_message_mb * 1024 * 1024
@@ -389,35 +390,21 @@ class OpenpiBridge:
             raise BadObservation(self._translator.describe(err)) from err
         self._stats.count("observations")
         self._on_observation()
-        if self._wait_for_subtask and session.subtask_version == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.first_subtask.wait(), self._wait_for_subtask)
-            request = dataclasses.replace(request, subtask=session.actor_subtask())
-        version = session.subtask_version
         try:
-            done = await self._batcher.submit(session.id, request)
+            chunk = await self._chunks.make(session, request, session.subtask_version)
         except InvalidRequest as err:
             raise BadObservation(self._translator.describe(err)) from err
         _drain(session.updates)
-        return self._reply(session, request.subtask, version, done)
-
-    def _reply(self, session: Session, subtask: str, version: int, done: BatchedResult) -> dict[str, Any]:
-        timings = done.result.timings
-        self._stats.observe("queue", done.queue_ms)
-        self._stats.observe("prefill", timings.prefix_ms)
-        self._stats.observe("denoise", timings.denoise_ms)
-        self._stats.observe("total", done.queue_ms + timings.total_ms)
-        self._stats.count("chunks")
         return {
-            "actions": np.asarray(done.result.actions, np.float32),
-            "subtask": "" if subtask == session.task and version == 0 else subtask,
-            "subtask_version": version,
+            "actions": np.asarray(chunk.actions, np.float32),
+            "subtask": chunk.subtask,
+            "subtask_version": chunk.subtask_version,
             "policy_timing": {
-                "infer_ms": timings.total_ms,
-                "queue_ms": done.queue_ms,
-                "prefill_ms": timings.prefix_ms,
-                "denoise_ms": timings.denoise_ms,
-                "batch_size": timings.batch_size,
+                "infer_ms": chunk.timings.total_ms,
+                "queue_ms": chunk.queue_ms,
+                "prefill_ms": chunk.timings.prefix_ms,
+                "denoise_ms": chunk.timings.denoise_ms,
+                "batch_size": chunk.timings.batch_size,
             },
         }
 

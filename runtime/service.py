@@ -8,17 +8,18 @@ session. Invalid input ends that stream with INVALID_ARGUMENT naming the field; 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
 
 import grpc
+import numpy as np
 
 from actor.engine import InvalidRequest
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.batcher import ChunkBatcher, Dropped
+from runtime.chunks import ChunkMaker
 from runtime.sessions import Session, SessionRegistry
 from runtime.stats import Stats
 from runtime.wire import WireError, numpy_to_tensor
@@ -46,10 +47,10 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
     ):
         self._registry = registry
         self._batcher = batcher
+        self._chunks = ChunkMaker(batcher, stats, wait_for_subtask_ms=wait_for_subtask_ms)
         self._stats = stats
         self._metadata = metadata
         self._on_observation = on_observation
-        self._wait_for_subtask = wait_for_subtask_ms / 1e3
 
     async def GetMetadata(self, request, context) -> pb.RuntimeMetadata:
         return self._metadata
@@ -123,14 +124,8 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                 task.cancel()
 
     async def _chunk(self, session: Session, step: int, request, version: int, outbox: asyncio.Queue) -> None:
-        if self._wait_for_subtask and version == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.first_subtask.wait(), self._wait_for_subtask)
-            request = dataclasses.replace(request, subtask=session.actor_subtask())
-            version = session.subtask_version
-        subtask = request.subtask
         try:
-            done = await self._batcher.submit(session.id, request)
+            chunk = await self._chunks.make(session, request, version)
         except Dropped:
             return
         except InvalidRequest as err:
@@ -140,25 +135,19 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             log.exception("actor failed for session %s", session.id)
             outbox.put_nowait(_StreamError(grpc.StatusCode.INTERNAL, f"the actor failed: {type(err).__name__}"))
             return
-        timings = done.result.timings
-        self._stats.observe("queue", done.queue_ms)
-        self._stats.observe("prefill", timings.prefix_ms)
-        self._stats.observe("denoise", timings.denoise_ms)
-        self._stats.observe("total", done.queue_ms + timings.total_ms)
-        self._stats.count("chunks")
         outbox.put_nowait(
             pb.SessionEvent(
                 chunk=pb.ActionChunk(
                     session_id=session.id,
                     observation_step=step,
-                    actions=numpy_to_tensor(done.result.actions.astype("float32")),
-                    subtask="" if subtask == session.task and version == 0 else subtask,
-                    subtask_version=version,
+                    actions=numpy_to_tensor(np.asarray(chunk.actions, np.float32)),
+                    subtask=chunk.subtask,
+                    subtask_version=chunk.subtask_version,
                     timings=pb.Timings(
-                        queue_ms=done.queue_ms,
-                        prefill_ms=timings.prefix_ms,
-                        denoise_ms=timings.denoise_ms,
-                        total_ms=done.queue_ms + timings.total_ms,
+                        queue_ms=chunk.queue_ms,
+                        prefill_ms=chunk.timings.prefix_ms,
+                        denoise_ms=chunk.timings.denoise_ms,
+                        total_ms=chunk.total_ms,
                     ),
                 )
             )
