@@ -1,8 +1,8 @@
 """Dynamic batching of actor requests across sessions, with latest-observation-wins per session.
 
 Sessions submit requests from the event loop; one worker collects up to `max_batch` of them (waiting at most
-`max_wait_ms` after the first), runs the engine in a thread so the loop stays free, and resolves each
-request's future. A session that submits again while its previous request is still queued replaces it: the
+`max_wait_ms` after the first, and not at all once every open session has a request queued, so a lone robot
+never waits), runs the engine in a thread so the loop stays free, and resolves each request's future. A session that submits again while its previous request is still queued replaces it: the
 stale one resolves as `Dropped` and is counted.
 """
 
@@ -45,11 +45,13 @@ class ChunkBatcher:
         max_batch: int = 8,
         max_wait_ms: float = 2.0,
         executor: concurrent.futures.Executor | None = None,
+        open_sessions: Callable[[], int] | None = None,
     ):
         self._run_batch = run_batch
         self._stats = stats
         self._max_batch = max_batch
         self._max_wait = max_wait_ms / 1e3
+        self._open_sessions = open_sessions
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="actor")
         self._queue: dict[str, _Pending] = {}
         self._wakeup = asyncio.Event()
@@ -93,7 +95,7 @@ class ChunkBatcher:
             if not self._queue:
                 continue
             deadline = min(p.enqueued for p in self._queue.values()) + self._max_wait
-            while len(self._queue) < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
+            while not self._batch_full() and (delay := deadline - time.perf_counter()) > 0:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), delay)
                     self._wakeup.clear()
@@ -103,6 +105,10 @@ class ChunkBatcher:
             if self._queue:
                 self._wakeup.set()
             await self._run(loop, batch)
+
+    def _batch_full(self) -> bool:
+        queued = len(self._queue)
+        return queued >= self._max_batch or (self._open_sessions is not None and queued >= self._open_sessions())
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         """Runs a batch; a request the engine rejects fails alone and the rest run again without it."""

@@ -267,6 +267,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         max_batch=options.max_batch,
         max_wait_ms=options.max_wait_ms,
         executor=actor_pool,
+        open_sessions=lambda: len(registry),
     )
 
     supervisor = None
