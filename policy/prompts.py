@@ -23,9 +23,34 @@ Layouts (`<bos>` is the tokenizer's BOS id, `<eos>` its EOS id, `\\n` a newline 
 - actor:                   `<bos>Task: {task}. Subtask: {subtask};\\nAction: `
 - actor with state:        `<bos>Task: {task}, State: {ids}; Subtask: {subtask};\\nAction: `
 - planner training target: tokens(`{subtask}`) + `<eos>`, appended to the planner prompt tokens
+- FAST segment (training):  tokens(`Action: `) + FAST ids + tokens(`|`) + `<eos>`, after the planner target
 
 The actor text is always the planner text followed by `{subtask};\\nAction: `: the subtask the planner emits
 after its prompt is dropped into the actor prompt right after the same prefix.
+
+Training (`training/`) reads two token rows per frame, each the exact row one runtime process builds, so
+nothing the network sees at serving differs from what it was trained on:
+
+- text row (`tokenize_text_example`): images + planner prompt (bidirectional) + subtask target (causal,
+  subtask CE) + optional FAST segment (causal, FAST CE). The planner decodes after the same prompt and stops
+  at the same EOS; the FAST segment sits after that EOS, so it never changes what the planner emits.
+- actor row (`tokenize_actor`, unchanged): images + actor prompt (bidirectional). The flow suffix attends to
+  this row's KV cache only, as `actor.sampler` does, so it never sees FAST tokens (no leakage of the
+  ground-truth actions), and with knowledge insulation the cache is stop-gradiented.
+
+One row cannot serve both: SentencePiece tokenizes `Subtask: {subtask}` as a whole differently from the
+prompt and the decoded subtask tokenized apart (the prompt ends in a space), so the subtask tokens the
+planner emits are not the ones inside the actor row.
+
+Reasoning ("Do What You Say", seed 002), one row per sample, `<eop>` `<bor>` `<boa>` the protocol's special
+tokens (`reasoning_tokens`):
+
+- think: `<bos>{context}` + `<eop>` (bidirectional) + `<bor>{reasoning}<eos>` (causal, text CE)
+- act:   `<bos>{context}` + `<eop>` (bidirectional) + `<boa>` (causal; the flow suffix attends to the row)
+
+`{context}` is the instruction or the latest (possibly outdated) reasoning, `{context}; State: {ids}` with the
+state. The act row puts its CE on `<boa>` alone, so that the choice the planner makes after `<eop>` (compare
+`<bor>` with `<boa>`) is trained by both kinds of samples.
 """
 
 from __future__ import annotations
@@ -174,6 +199,104 @@ def tokenize_planner_example(
     is_target[len(prefix) : len(prefix) + len(target)] = True
     is_target &= padded.mask
     return PlannerExample(padded.tokens, padded.mask, is_target.astype(np.int32), is_target)
+
+
+FAST_PREFIX = "Action: "
+FAST_END = "|"
+
+
+class TextExample(NamedTuple):
+    """The text row of training: planner prompt, subtask target, optional FAST segment (see module docstring)."""
+
+    tokens: np.ndarray  # int32 [max_len]
+    mask: np.ndarray  # bool [max_len]
+    ar_mask: np.ndarray  # int32 [max_len]
+    subtask_loss_mask: np.ndarray  # bool [max_len]
+    fast_loss_mask: np.ndarray  # bool [max_len]
+
+
+def tokenize_text_example(
+    tokenizer: Tokenizer,
+    task: str,
+    subtask: str,
+    *,
+    max_len: int,
+    state: npt.ArrayLike | None = None,
+    fast_ids: Sequence[int] | None = None,
+) -> TextExample:
+    """`tokenize_planner_example`'s row, then (given `fast_ids`, already in the text vocabulary) the FAST segment.
+
+    The loss covers the FAST ids, `|` and the closing EOS; `Action: ` is scaffolding, given, not predicted.
+    """
+    prefix = tokenizer.encode(planner_text(task, state), add_bos=True)
+    target = planner_target_ids(tokenizer, subtask)
+    fast_head: list[int] = []
+    fast_body: list[int] = []
+    if fast_ids is not None:
+        fast_head = tokenizer.encode(FAST_PREFIX)
+        fast_body = [int(i) for i in fast_ids] + tokenizer.encode(FAST_END) + [tokenizer.eos_id]
+    padded = pad_tokens(prefix + target + fast_head + fast_body, max_len)
+    segments = np.repeat(np.arange(4), [len(prefix), len(target), len(fast_head), len(fast_body)])
+    segment = np.full(max_len, -1)
+    kept = min(len(segments), max_len)
+    segment[:kept] = segments[:kept]
+    return TextExample(
+        padded.tokens,
+        padded.mask,
+        (segment >= 1).astype(np.int32),
+        segment == 1,
+        segment == 3,
+    )
+
+
+class ReasoningTokens(NamedTuple):
+    begin_reasoning: int
+    begin_action: int
+    end_of_prefix: int
+
+
+# PaliGemma ids 257020, 257021, 257022 (<loc1020>..<loc1022>): 132, 131, 130 below the top of the vocabulary.
+_REASONING_OFFSETS = (132, 131, 130)
+
+
+def reasoning_tokens(vocab_size: int) -> ReasoningTokens:
+    """The protocol's special ids, at the same distance from the top in any vocabulary as in PaliGemma's."""
+    return ReasoningTokens(*(vocab_size - offset for offset in _REASONING_OFFSETS))
+
+
+class ReasoningExample(NamedTuple):
+    tokens: np.ndarray  # int32 [max_len]
+    mask: np.ndarray  # bool [max_len]
+    ar_mask: np.ndarray  # int32 [max_len]
+    loss_mask: np.ndarray  # bool [max_len]
+    acts: bool  # the flow loss applies to this sample
+
+
+def reasoning_context_text(context: str, state: npt.ArrayLike | None = None) -> str:
+    cleaned = clean_task(context)
+    return cleaned if state is None else f"{cleaned}; State: {state_to_text(state)}"
+
+
+def tokenize_reasoning_example(
+    tokenizer: Tokenizer,
+    context: str,
+    reasoning: str | None,
+    special: ReasoningTokens,
+    *,
+    max_len: int,
+    state: npt.ArrayLike | None = None,
+) -> ReasoningExample:
+    """A think row (`reasoning` given) or an act row (`reasoning` None); layouts in the module docstring."""
+    prefix = tokenizer.encode(reasoning_context_text(context, state), add_bos=True) + [special.end_of_prefix]
+    if reasoning is None:
+        suffix = [special.begin_action]
+    else:
+        suffix = [special.begin_reasoning, *tokenizer.encode(clean_task(reasoning)), tokenizer.eos_id]
+    padded = pad_tokens(prefix + suffix, max_len)
+    causal = np.zeros(max_len, dtype=bool)
+    causal[len(prefix) : len(prefix) + len(suffix)] = True
+    causal &= padded.mask
+    return ReasoningExample(padded.tokens, padded.mask, causal.astype(np.int32), causal, reasoning is None)
 
 
 def stack_prompts(rows: Sequence[TokenizedPrompt]) -> TokenizedPrompt:

@@ -273,6 +273,40 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from training.config import config_names, describe, get_config
+
+    if args.list:
+        for name in config_names():
+            print(describe(get_config(name)))
+        return 0
+    if not args.config:
+        raise UserError("name a training config (see `robot-runtime train --list`)")
+    if not args.exp_name:
+        raise UserError("--exp-name is required: runs go to <checkpoint_dir>/<config>/<exp-name>")
+    _configure_logging()
+    from training.loop import train
+
+    config = get_config(args.config, args.set)
+    result = train(config, args.exp_name, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    last = result.records[-1] if result.records else {}
+    terms = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "subtask_ce", "fast_ce", "flow_mse") if k in last)
+    print(f"trained {config.name} to step {result.last_step}: {terms}")
+    print(f"checkpoint: {result.last_checkpoint}")
+    return 0
+
+
+def _compute_norm_stats(args: argparse.Namespace) -> int:
+    from training.config import get_config
+    from training.norm_stats import compute_norm_stats
+
+    config = get_config(args.config, args.set)
+    path, stats = compute_norm_stats(config, progress=not args.no_progress)
+    dims = ", ".join(f"{key} {value.dim}" for key, value in stats.items())
+    print(f"wrote {path} ({dims} dims)")
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="model directory (params/, assets/, model_config.json)")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the checkpoint's tokenizer.model)")
@@ -383,6 +417,24 @@ def _build_parser() -> argparse.ArgumentParser:
                         "standard suites, bddl for LIBERO-PRO)")
     p.add_argument("--quiet", action="store_true", help="do not print subtask changes")
     p.set_defaults(run=_rollout)
+
+    p = sub.add_parser("train", help="train a pi0.5 config on a local LeRobot dataset (see --list)")
+    p.add_argument("config", nargs="?", help="training config name, e.g. pi05_subtask_hybrid")
+    p.add_argument("--exp-name", help="run name: checkpoints go to <checkpoint_dir>/<config>/<exp-name>")
+    run_mode = p.add_mutually_exclusive_group()
+    run_mode.add_argument("--overwrite", action="store_true", help="delete an earlier run of this name first")
+    run_mode.add_argument("--resume", action="store_true", help="continue an earlier run from its latest checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. data.path=/data/libero batch_size=8 (repeatable)")
+    p.add_argument("--list", action="store_true", help="print the training configs and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("compute-norm-stats", help="write a training config's norm_stats.json from its dataset")
+    p.add_argument("--config", required=True, help="training config name (see `train --list`)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_compute_norm_stats)
 
     p = sub.add_parser("serve-planner", help="serve the planner alone (for `serve --planner-address`)")
     _add_model_args(p)

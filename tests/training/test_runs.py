@@ -1,0 +1,170 @@
+"""Whole runs of the tiny twins (slow: each recipe compiles its own train step).
+
+- a run killed with SIGKILL after a checkpoint and resumed logs the same losses, and ends with the same
+  weights, as a run that never stopped;
+- KI stage 1 leaves the action expert and stage 2 everything but the expert bit-identical, stage 2 starting
+  from stage 1's weights;
+- LoRA leaves every base language-model weight bit-identical; with EMA the served weights are the average;
+- data parallel + FSDP over 4 CPU devices computes the same losses as one device;
+- the reasoning LoRA twin trains on cot_simple.json-style annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from policy.checkpoint import flatten, load_params
+from runtime.cli import main
+
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HYBRID = "pi05_subtask_hybrid_tiny"
+
+
+@pytest.fixture(scope="module")
+def workspace(recorded_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return root, [f"data.path={recorded_dataset}", f"assets_dir={root / 'assets'}", f"checkpoint_dir={root / 'ckpt'}"]
+
+
+def _sets(overrides) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def _train(config: str, exp: str, overrides, *extra: str) -> pathlib.Path:
+    assert main(["compute-norm-stats", "--config", config, *_sets(overrides), "--no-progress"]) == 0
+    assert main(["train", config, "--exp-name", exp, *_sets(overrides), "--no-progress", *extra]) == 0
+    return pathlib.Path(overrides[2].split("=", 1)[1]) / config / exp
+
+
+def _records(run: pathlib.Path) -> dict[int, dict]:
+    return {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def _params(step_dir: pathlib.Path) -> dict[str, np.ndarray]:
+    return flatten(load_params(step_dir / "params"))
+
+
+def test_resume_after_kill_repeats_the_uninterrupted_run(workspace):
+    root, base = workspace
+    schedule = ["save_interval=20", "log_interval=5"]
+    reference = _train(HYBRID, "straight", [*base, *schedule, "num_train_steps=60"])
+
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa")}
+    command = [sys.executable, "-m", "runtime.cli", "train", HYBRID, "--exp-name", "killed", "--no-progress",
+               *_sets([*base, *schedule, "num_train_steps=1000"])]
+    killed = root / "ckpt" / HYBRID / "killed"
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (killed / "20" / "tokenizer.model").exists():
+            assert process.poll() is None, "training exited before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    assert main(["train", HYBRID, "--exp-name", "killed", "--resume", "--no-progress",
+                 *_sets([*base, *schedule, "num_train_steps=60"])]) == 0
+    straight, resumed = _records(reference), _records(killed)
+    assert sorted(straight) == sorted(resumed)
+    for step in sorted(straight):
+        if step >= 20:
+            for key in ("loss", "subtask_ce", "fast_ce", "flow_mse", "grad_norm"):
+                assert resumed[step][key] == straight[step][key], (step, key)
+    a, b = _params(reference / "60"), _params(killed / "60")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_ki_stages_freeze_exactly_what_they_say(workspace):
+    from training.filters import KI_STAGE2_TRAINABLE, is_trainable
+    from training.weights import initial_params
+
+    _, base = workspace
+    steps = ["num_train_steps=3", "save_interval=3", "log_interval=1"]
+    stage1 = _train("pi05_subtask_fast_tiny", "ki", [*base, *steps])
+    stage2 = _train("pi05_action_expert_tiny", "ki", [*base, *steps])
+
+    from training.config import get_config
+
+    init = flatten(initial_params(get_config("pi05_subtask_fast_tiny").model, 42, None))
+    after1, after2 = _params(stage1 / "3"), _params(stage2 / "3")
+    expert = {k for k in init if is_trainable(k, KI_STAGE2_TRAINABLE)}
+    assert expert and len(expert) < len(init)
+    for key in init:
+        if key in expert:
+            assert np.array_equal(after1[key], init[key]), f"stage 1 moved the expert's {key}"
+            assert not np.array_equal(after2[key], after1[key]) or "lora" in key, f"stage 2 did not train {key}"
+        else:
+            assert np.array_equal(after2[key], after1[key]), f"stage 2 moved the VLM's {key}"
+    assert any(not np.array_equal(after1[k], init[k]) for k in init if k not in expert)
+    assert "subtask_ce" in _records(stage1)[0] and "flow_mse" not in _records(stage1)[0]
+    assert "flow_mse" in _records(stage2)[0] and "subtask_ce" not in _records(stage2)[0]
+
+
+def test_lora_keeps_base_weights_and_serves_ema(workspace):
+    from training.filters import LORA_FROZEN, is_trainable
+
+    _, base = workspace
+    start = _train("pi05_subtask_fast_tiny", "lora_base", [*base, "num_train_steps=1", "save_interval=1"])
+    run = _train("pi05_custom_lora_tiny", "lora", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
+                                                     f"init_from={start}", "ema_decay=0.5"])
+    loaded, after = _params(start / "1"), _params(run / "3")
+    lora = [k for k in after if "lora" in k]
+    assert lora and all(k not in loaded for k in lora)
+    frozen = [k for k in after if not is_trainable(k, frozen=LORA_FROZEN)]
+    assert frozen and all("llm" in k and "lora" not in k for k in frozen)
+    for key in frozen:
+        assert np.array_equal(after[key], loaded[key]), key
+    assert any(not np.array_equal(after[k], loaded[k]) for k in after if k.startswith("PaliGemma/img"))
+
+    import orbax.checkpoint as ocp
+
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        raw = flatten(checkpointer.restore(run / "3" / "train_state")["trainable"])
+    assert raw and set(raw) <= set(after) and not set(raw) & set(frozen)
+    assert any(not np.array_equal(np.asarray(raw[k]), after[k]) for k in raw)
+
+
+def test_data_parallel_fsdp_on_four_cpu_devices_matches_one_device(workspace):
+    root, base = workspace
+    steps = ["num_train_steps=3", "save_interval=3", "log_interval=1"]
+    single = _train(HYBRID, "one_device", [*base, *steps])
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "MUJOCO_GL": "osmesa"}
+    sets = [*base, *steps, "fsdp_devices=2", "fsdp_min_mb=0"]
+    for command in (["compute-norm-stats", "--config", HYBRID], ["train", HYBRID, "--exp-name", "mesh"]):
+        result = subprocess.run([sys.executable, "-m", "runtime.cli", *command, *_sets(sets), "--no-progress"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        if command[0] == "train":
+            assert "FSDP: " in result.stderr and "FSDP: 0 of" not in result.stderr
+    one, mesh = _records(single), _records(root / "ckpt" / HYBRID / "mesh")
+    for step in (0, 1, 2):
+        for key in ("loss", "subtask_ce", "fast_ce", "flow_mse"):
+            np.testing.assert_allclose(mesh[step][key], one[step][key], rtol=2e-3, err_msg=f"{key} at step {step}")
+
+
+def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset):
+    from lerobot_layouts import write_cot
+
+    from training.lerobot import LeRobotDataset
+
+    root, base = workspace
+    cot = root / "cot_simple.json"
+    write_cot(LeRobotDataset(recorded_dataset, 10), cot)
+    run = _train("pi05_reason_lora_tiny", "reason", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
+                                                     f"data.reasoning_json={cot}"])
+    records = _records(run)
+    assert all(np.isfinite(r["subtask_ce"]) and np.isfinite(r["flow_mse"]) for r in records.values())
+    assert (run / "3" / "params").is_dir()
