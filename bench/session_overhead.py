@@ -31,15 +31,15 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
-from runtime.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
-from server_process import Stream, run_server  # noqa: E402
+from runtime.client import RobotClient  # noqa: E402
+from runtime.launch import serve_process  # noqa: E402
+from runtime.wire import numpy_to_image  # noqa: E402
 
 TASK = "put the red cube in the bowl"
 
@@ -51,14 +51,6 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
 def frames(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {name: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for name in ("agentview", "wrist")}
-
-
-def observation(step: int, encoding: str, state_dims: int) -> pb.Observation:
-    return pb.Observation(
-        step=step,
-        images={name: numpy_to_image(frame, encoding) for name, frame in frames(step).items()},
-        state=numpy_to_tensor(np.linspace(-0.5, 0.5, state_dims, dtype=np.float32)),
-    )
 
 
 def in_process_latency(checkpoint: pathlib.Path, calls: int) -> list[float]:
@@ -81,18 +73,15 @@ def in_process_latency(checkpoint: pathlib.Path, calls: int) -> list[float]:
 
 
 def stream_latency(address: str, encoding: str, calls: int, state_dims: int) -> tuple[list[float], list[float]]:
-    """Round trips and, per chunk, round trip minus the server's queue + engine time."""
-    with grpc.insecure_channel(address) as channel:
-        stream = Stream(channel, task=TASK)
-        samples, overheads = [], []
+    """Round trips through `RobotClient` and, per chunk, round trip minus the server's queue + engine time."""
+    state = np.linspace(-0.5, 0.5, state_dims, dtype=np.float32)
+    samples, overheads = [], []
+    with RobotClient(address, TASK, image_encoding=encoding) as client:
         for i in range(calls + 3):
-            obs = observation(stream.step + 1, encoding, state_dims)
-            start = time.perf_counter()
-            chunk = stream.chunk(obs)
+            chunk = client.infer(frames(i), state)
             if i >= 3:
-                samples.append((time.perf_counter() - start) * 1e3)
-                overheads.append(samples[-1] - chunk.timings.total_ms)
-        stream.close()
+                samples.append(chunk.round_trip_ms)
+                overheads.append(chunk.round_trip_ms - chunk.timings.total_ms)
     return samples, overheads
 
 
@@ -138,7 +127,8 @@ def interference(checkpoint: pathlib.Path, workdir: pathlib.Path, calls: int, st
     )
     try:
         wait_for_planner(planner_address)
-        with run_server(checkpoint, workdir, "--planner-address", planner_address, "--actor-cpus", actor_cpus) as runtime:
+        args = ("--planner-address", planner_address, "--actor-cpus", actor_cpus)
+        with serve_process(checkpoint, workdir / "serve.log", *args) as runtime:
             stop, counter = threading.Event(), [0]
             hammer = threading.Thread(target=hammer_planner, args=(planner_address, stop, counter), daemon=True)
             hammer.start()
@@ -184,7 +174,7 @@ def main() -> None:
         print(f"in-process engine: {percentiles(local)}", file=sys.stderr)
         result: dict = {"in_process": percentiles(local)}
         (workdir / "a").mkdir()
-        with run_server(checkpoint, workdir / "a", "--planner-interval", "3600") as runtime:
+        with serve_process(checkpoint, workdir / "a" / "serve.log", "--planner-interval", "3600") as runtime:
             for encoding in ("raw", "jpeg"):
                 remote, overheads = stream_latency(runtime.address, encoding, args.calls, state_dims)
                 stats = percentiles(remote)
