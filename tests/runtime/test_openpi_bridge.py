@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import subprocess
 import threading
@@ -29,6 +30,7 @@ from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
+from runtime.launch import ServerProcess
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings
 from runtime.stats import Stats
 
@@ -164,14 +166,23 @@ def test_malformed_frames_are_refused_without_unpickling(frame, problem):
 # -- the real server -----------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class OpenpiServer:
+    runtime: ServerProcess
+    openpi_port: int
+
+    @property
+    def address(self) -> str:
+        return self.runtime.address
+
+
 @pytest.fixture(scope="module")
 def openpi_server(tiny_checkpoint, tmp_path_factory):
     """No planner process: the bridge does not need one (chunks use the task), and it halves start-up time."""
     port, workdir = free_port(), tmp_path_factory.mktemp("openpi")
     no_planner = f"unix://{workdir}/no-planner.sock"
     with run_server(tiny_checkpoint, workdir, "--openpi-port", str(port), "--planner-address", no_planner) as server:
-        server.openpi_port = port
-        yield server
+        yield OpenpiServer(server, port)
 
 
 @pytest.fixture()
@@ -259,7 +270,7 @@ def test_other_connections_survive_a_failed_one_and_sessions_are_freed(openpi_se
     hang_up(good)
     hang_up(late)
     wait_until(lambda: sessions_open(openpi_server) == baseline, 10, "closed clients' sessions to be freed")
-    assert openpi_server.process.poll() is None
+    assert openpi_server.runtime.process.poll() is None
 
 
 # -- in process, with a stand-in actor: the token --------------------------------------------------------------
