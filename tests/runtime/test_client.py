@@ -6,7 +6,6 @@ situations the real one cannot produce on demand: a dropped stream, subtask text
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from concurrent import futures
@@ -20,6 +19,7 @@ from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.action_queue import ActionQueue, RtcRequest
 from runtime.client import RobotClient, RuntimeClientError
 from runtime.grpc_server import auth_metadata
+from grpc_serving import serving
 from runtime.wire import numpy_to_tensor
 
 TASK = "put the red cube in the bowl"
@@ -167,18 +167,6 @@ class FakeRuntime(pb_grpc.RobotRuntimeServicer):
             subtask_version=version,
             timings=pb.Timings(total_ms=1.0),
         )
-
-
-@contextlib.contextmanager
-def serving(servicer: FakeRuntime):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_RobotRuntimeServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(grace=None)
 
 
 def _fake_client(address: str, **options) -> RobotClient:

@@ -3,11 +3,8 @@ updates, any action dims."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from concurrent import futures
 
-import grpc
 import numpy as np
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
@@ -52,15 +49,3 @@ class FakeRuntime(pb_grpc.RobotRuntimeServicer):
             yield pb.SessionEvent(chunk=pb.ActionChunk(
                 observation_step=observation.step, actions=numpy_to_tensor(actions), subtask=text,
                 subtask_version=version, timings=pb.Timings(total_ms=2.0), session_id=session_id))
-
-
-@contextlib.contextmanager
-def serving(servicer: FakeRuntime):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb_grpc.add_RobotRuntimeServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(grace=None)

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fake_runtime import FakeRuntime, serving
+from fake_runtime import FakeRuntime
+from grpc_serving import serving
 from runtime.cli import main as cli_main
 from sim import libero
 from sim.episode import Job

@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 
-from fake_runtime import FakeRuntime, serving
+from fake_runtime import FakeRuntime
+from grpc_serving import serving
 from runtime.cli import main as cli_main
 from runtime.wire import image_to_numpy, tensor_to_numpy
 
