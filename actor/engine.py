@@ -1,10 +1,11 @@
 """The actor's chunk engine: per-session requests in robot terms in, action chunks in robot units out.
 
 Pure (no sockets), so the runtime's servicer is a thin adapter. One `run` call batches several sessions:
-each request is checked and turned into a model row (actor prompt with its current subtask, normalized
-state, model camera images), the sampler draws all chunks in one pass per batch bucket, and each chunk is
-unnormalized, cropped to the robot's dims and optionally clipped. A bad request raises `InvalidRequest`
-naming its field and its index, before any compute, so the runtime can answer that session alone.
+each request is checked and turned into a model row (actor prompt with its current subtask, or the reasoning
+protocol's act row; normalized state, model camera images), the sampler draws all chunks in one pass per
+batch bucket, and each chunk is unnormalized, cropped to the robot's dims and optionally clipped. A bad
+request raises `InvalidRequest` naming its field and its index, before any compute, so the runtime can
+answer that session alone.
 
 RTC: a request may carry the previous chunk's leftover actions (robot units, not yet executed when the
 observation was taken) and the expected inference delay d in control steps. The leftover is normalized like
@@ -29,7 +30,14 @@ from policy.batching import Row
 from policy.images import check_image
 from policy.model_dir import ModelDir
 from policy.normalize import NormStats, normalize
-from policy.prompts import Tokenizer, clean_instruction, tokenize_actor
+from policy.prompts import (
+    TokenizedPrompt,
+    Tokenizer,
+    clean_instruction,
+    reasoning_tokens,
+    tokenize_actor,
+    tokenize_reasoning_prompt,
+)
 from policy.tokenizer import TextTokenizer
 
 
@@ -90,11 +98,15 @@ class EngineConfig:
 
     state_in_prompt: put the discretized normalized state in the actor prompt (then every request needs a
     state). seed: for requests without their own seed; None draws fresh entropy.
+    reasoning: the checkpoint follows the reasoning protocol (seed 002): the prompt is its act row
+    `<bos>{subtask}<eop><boa>`, `<boa>` causal, exactly as training builds it; the request's subtask is the
+    planner's latest reasoning (or the task, until the planner has one).
     """
 
     action_dims: int
     use_quantiles: bool | None = None
     state_in_prompt: bool = False
+    reasoning: bool = False
     limits: ActionLimits | None = None
     max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
     seed: int | None = None
@@ -205,16 +217,29 @@ class ChunkEngine:
         state = None if request.state is None else self._normalized_state(request.state, invalid)
         if self.config.state_in_prompt and state is None:
             raise invalid("state", "is required: this engine puts the state in the actor prompt")
-        prompt = tokenize_actor(
-            self.tokenizer,
-            request.task,
-            request.subtask,
-            max_len=self.model_config.max_token_len,
-            state=state if self.config.state_in_prompt else None,
-        )
+        prompt_state = state if self.config.state_in_prompt else None
+        if self.config.reasoning:
+            prompt, ar_mask = self._act_prompt(request.subtask, prompt_state, invalid)
+        else:
+            max_len = self.model_config.max_token_len
+            prompt = tokenize_actor(self.tokenizer, request.task, request.subtask, max_len=max_len, state=prompt_state)
+            ar_mask = None
         rtc = None if request.leftover is None else self._rtc(request.leftover, invalid)
         noise = self._noise(request.seed)
-        return _Prepared(Row(images, prompt, state), noise, rtc, (time.perf_counter() - start) * 1e3)
+        return _Prepared(Row(images, prompt, state, ar_mask), noise, rtc, (time.perf_counter() - start) * 1e3)
+
+    def _act_prompt(
+        self, context: str, state: np.ndarray | None, invalid: _Invalid
+    ) -> tuple[TokenizedPrompt, np.ndarray]:
+        special = reasoning_tokens(self.model_config.vocab_size)
+        max_len = self.model_config.max_token_len
+        try:
+            act = tokenize_reasoning_prompt(
+                self.tokenizer, context, special.begin_action, special, max_len=max_len, state=state
+            )
+        except ValueError as err:
+            raise invalid("subtask", f"is too long for the act row: {err}") from err
+        return TokenizedPrompt(act.tokens, act.mask), act.ar_mask
 
     def _checked_images(self, images: Mapping[str, np.ndarray], invalid: _Invalid) -> dict[str, np.ndarray]:
         if not images:
@@ -268,9 +293,7 @@ class ChunkEngine:
             )
         normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
         delay = min(int(leftover.delay), actions.shape[0], horizon - s if s is not None else horizon)
-        return RTCRequest(
-            normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight
-        )
+        return RTCRequest(normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight)
 
     def _noise(self, seed: int | None) -> np.ndarray:
         rng = self._rng if seed is None else np.random.default_rng(seed)

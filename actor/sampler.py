@@ -5,8 +5,9 @@ expert against it, t going from 1 (noise) to 0 (data), exactly openpi's `sample_
 are two compiled functions so their times can be reported apart; the cache stays on the device in between.
 
 Shapes are fixed: a call with n rows is padded to the smallest batch bucket >= n (padding rows copy row 0
-and are discarded), so each bucket compiles the prefix once and the denoiser once per RTC mode (a batch
-with any RTC row runs the guided denoiser; its other rows get zero weights, which leaves them unguided).
+and are discarded), so each bucket compiles the prefix once per prompt kind (with or without an ar mask, as
+the reasoning act row has) and the denoiser, which never reads the prompt, once per RTC mode (a batch with
+any RTC row runs the guided denoiser; its other rows get zero weights, which leaves them unguided).
 The model is split once into graph + state and the compiled functions take the state as an argument, so
 nothing is re-traced per call and the weights are not baked into the executables as constants.
 """
@@ -122,7 +123,7 @@ class FlowSampler:
         prefix_start = time.perf_counter()
         cache, prefix_mask = jax.block_until_ready(self._fill_prefix(self._state, obs))
         denoise_start = time.perf_counter()
-        suffix_obs = dataclasses.replace(obs, images={}, image_masks={})
+        suffix_obs = dataclasses.replace(obs, images={}, image_masks={}, token_ar_mask=None)
         x_0 = self._denoise(self._state, suffix_obs, cache, prefix_mask, x_1, guidance)
         actions = np.asarray(x_0, np.float32)[:rows]
         end = time.perf_counter()

@@ -75,6 +75,20 @@ class PlanResult:
     decode_ms: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Prefilled:
+    """A batch after the compiled prefix pass: what `SubtaskDecoder.decode_prefilled` continues from.
+
+    The rows were padded to a batch bucket; `rows` of them are real. prefill_ms is the pass's wall time.
+    """
+
+    hidden: jax.Array  # [bucket,P,D]
+    cache: KVCache
+    prefix_mask: jax.Array  # [bucket,P]
+    rows: int
+    prefill_ms: float
+
+
 def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int) -> np.ndarray:
     """The bool [V] mask a vocab setting stands for."""
     if isinstance(vocab, str):
@@ -201,7 +215,9 @@ class SubtaskDecoder:
         buckets: Sequence[int] = DEFAULT_BUCKETS,
         norm_stats: Mapping[str, NormStats] | None = None,
         use_state: bool = False,
+        forbidden: Sequence[int] = (),
     ) -> None:
+        """`forbidden`: ids never emitted whatever `vocab` allows (a protocol's special tokens)."""
         if tokenizer.vocab_size > cfg.vocab_size:
             raise PlanRequestError(
                 f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
@@ -215,7 +231,9 @@ class SubtaskDecoder:
         self._cfg = cfg
         self._buckets = tuple(sorted(set(buckets)))
         self._max_new_tokens = max_new_tokens
-        self._allowed = jnp.asarray(vocab_mask(tokenizer, vocab, cfg.vocab_size))
+        allowed = vocab_mask(tokenizer, vocab, cfg.vocab_size)
+        allowed[list(forbidden)] = False
+        self._allowed = jnp.asarray(allowed)
         self._graphdef, self._state = nnx.split(model)
         self._compile_count = 0
 
@@ -259,13 +277,14 @@ class SubtaskDecoder:
         """
         new_tokens = self._max_new_tokens if max_new_tokens is None else max_new_tokens
         _check_max_new_tokens(new_tokens)
-        _check_sampling(temperature, top_p)
+        check_sampling(temperature, top_p)
         rows = [self._row(i, request) for i, request in enumerate(requests)]
         largest = self._buckets[-1]
         results: list[PlanResult] = []
         for chunk, start in enumerate(range(0, len(rows), largest)):
             rng = jax.random.fold_in(jax.random.key(seed), chunk)
-            results += self._decode_batch(rows[start : start + largest], new_tokens, temperature, top_p, rng)
+            filled = self.prefill(rows[start : start + largest])
+            results += self.decode_prefilled(filled, new_tokens, temperature, top_p, rng)
         return results
 
     def warm_up(self, batch_sizes: Sequence[int] | None = None) -> None:
@@ -276,16 +295,29 @@ class SubtaskDecoder:
         for rows in batch_sizes or self._buckets:
             self.decode([PlanRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
 
-    def _decode_batch(
-        self, rows: list[Row], max_new_tokens: int, temperature: float, top_p: float, rng: jax.Array
+    def prefill(self, rows: Sequence[Row]) -> Prefilled:
+        """The compiled prefix pass over `rows` (at most the largest bucket), padded to their bucket."""
+        obs = build_input(self._cfg, rows, bucket_for(len(rows), self._buckets))
+        args = (self._state, obs)
+        prefill = self._compiled(("prefill", self._graphdef), lambda: _prefill_fn(self._graphdef), args)
+        (hidden, cache, prefix_mask), prefill_ms = _timed(prefill, *args)
+        return Prefilled(hidden, cache, prefix_mask, len(rows), prefill_ms)
+
+    def decode_prefilled(
+        self, filled: Prefilled, max_new_tokens: int, temperature: float, top_p: float, rng: jax.Array
     ) -> list[PlanResult]:
-        bucket = bucket_for(len(rows), self._buckets)
-        obs = build_input(self._cfg, rows, bucket)
-        prefill_args = (self._state, obs)
-        prefill = self._compiled(("prefill", self._graphdef), lambda: _prefill_fn(self._graphdef), prefill_args)
-        (hidden, cache, prefix_mask), prefill_ms = _timed(prefill, *prefill_args)
+        """Decodes each real row of `filled` from its last valid prefix token, as `decode` does after `prefill`."""
+        _check_max_new_tokens(max_new_tokens)
+        check_sampling(temperature, top_p)
         args = (
-            self._state, hidden, cache, prefix_mask, self._allowed, rng, jnp.float32(temperature), jnp.float32(top_p)
+            self._state,
+            filled.hidden,
+            filled.cache,
+            filled.prefix_mask,
+            self._allowed,
+            rng,
+            jnp.float32(temperature),
+            jnp.float32(top_p),
         )
         eos_id, pad_id = self._tokenizer.eos_id, self._tokenizer.pad_id
         decode = self._compiled(
@@ -296,10 +328,10 @@ class SubtaskDecoder:
         (tokens, steps), decode_ms = _timed(decode, *args)
         tokens, steps = np.asarray(tokens), int(steps)
         results = []
-        for row in tokens[: len(rows)]:
-            ids, finished = _row_tokens(row, steps, self._tokenizer.eos_id)
+        for row in tokens[: filled.rows]:
+            ids, finished = _row_tokens(row, steps, eos_id)
             text = self._tokenizer.decode(ids).strip()
-            results.append(PlanResult(text, ids, finished, prefill_ms, decode_ms))
+            results.append(PlanResult(text, ids, finished, filled.prefill_ms, decode_ms))
         return results
 
     def _compiled(self, static_key: tuple, make_fn: Callable[[], Callable], args: tuple) -> Callable:
@@ -312,12 +344,13 @@ class SubtaskDecoder:
         if not isinstance(request, PlanRequest):
             raise PlanRequestError(f"{where} must be a PlanRequest, got {type(request).__name__}")
         task = _checked_task(request.task, where)
-        images = self._checked_cameras(request.cameras, where)
-        state = self._normalized_state(request.state, where)
+        images = self.checked_cameras(request.cameras, where)
+        state = self.normalized_state(request.state, where)
         prompt = tokenize_planner(self._tokenizer, task, max_len=self._cfg.max_token_len, state=state)
         return Row(images, prompt)
 
-    def _checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    def checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+        """The cameras of the request at `where`, refused naming the field when unknown, empty or not RGB."""
         if not cameras:
             raise PlanRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
         checked = {}
@@ -328,8 +361,11 @@ class SubtaskDecoder:
             checked[key] = _checked_image(image, field)
         return checked
 
-    def _normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
-        """pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does."""
+    def normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
+        """The state for the prompt, or None when this decoder leaves it out (`use_state=False`).
+
+        pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does.
+        """
         if self._state_stats is None:
             return None
         field = f"{where}.state"
@@ -369,7 +405,8 @@ def _check_max_new_tokens(max_new_tokens: int) -> None:
         raise PlanRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
 
 
-def _check_sampling(temperature: float, top_p: float) -> None:
+def check_sampling(temperature: float, top_p: float) -> None:
+    """Refuses a temperature or top-p no decode can run with, naming the setting."""
     if not (math.isfinite(temperature) and temperature >= 0):
         raise PlanRequestError(f"temperature must be a finite number >= 0, got {temperature}")
     if not (0 < top_p <= 1):

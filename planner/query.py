@@ -1,4 +1,5 @@
-"""The planner-only text query (`robot-runtime plan`): image files + task → one subtask, decoded locally.
+"""The planner-only text query (`robot-runtime plan`): image files + task → one subtask, decoded locally, or
+for a reasoning checkpoint (`--reasoning`) think vs act and the reasoning (`planner.reasoning`).
 
 Everything the user typed is checked before the weights load (image specs, files, camera names, task), so a
 typo costs a second, not a model load; each problem is one `QueryError` line.
@@ -9,11 +10,22 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.decoder import DEFAULT_MAX_NEW_TOKENS, PlanRequest, PlanResult, SubtaskDecoder
+from planner.decoder import (
+    DEFAULT_MAX_NEW_TOKENS,
+    PlanRequest,
+    PlanResult,
+    SubtaskDecoder,
+)
+from planner.reasoning import ReasoningPlanner, ReasoningRequest, ReasoningStep
 from policy.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from policy.model_dir import ModelDir
+    from policy.tokenizer import TextTokenizer
 
 
 class QueryError(UserFacingError):
@@ -33,6 +45,8 @@ class Query:
     top_p: float = 1.0
     seed: int = 0
     warm_up: bool = False
+    # Reasoning checkpoints: the latest reasoning, the context instead of the task.
+    last_reasoning: str | None = None
 
 
 def parse_image_specs(specs: Sequence[str]) -> dict[str, pathlib.Path]:
@@ -75,6 +89,40 @@ def run_query(query: Query) -> PlanResult:
     The first run of freshly compiled code pays one-time setup (tens of ms on CPU), so the timings of a single
     query are cold ones; `warm_up` decodes black images first and reports warm timings.
     """
+    if query.last_reasoning is not None:
+        raise QueryError("--last-reasoning goes with --reasoning")
+    model_dir, tokenizer, cameras = _load(query)
+    decoder = SubtaskDecoder(
+        model_dir.load_model(),
+        tokenizer,
+        model_dir.config,
+        vocab=query.vocab,
+        max_new_tokens=query.max_new_tokens,
+        buckets=(1,),
+    )
+    if query.warm_up:
+        decoder.warm_up()
+    request = PlanRequest(cameras, query.task)
+    return decoder.decode([request], temperature=query.temperature, top_p=query.top_p, seed=query.seed)[0]
+
+
+def run_reasoning_query(query: Query) -> ReasoningStep:
+    """`run_query` for a reasoning checkpoint: think or act on the task (or `last_reasoning`), as the planner
+    of the reasoning protocol does."""
+    if query.last_reasoning is not None and not query.last_reasoning.strip():
+        raise QueryError("--last-reasoning is empty; leave it out before the first reasoning")
+    model_dir, tokenizer, cameras = _load(query)
+    planner = ReasoningPlanner(
+        model_dir.load_model(), tokenizer, model_dir.config, vocab=query.vocab, max_new_tokens=query.max_new_tokens
+    )
+    if query.warm_up:
+        planner.warm_up()
+    request = ReasoningRequest(cameras, query.last_reasoning or query.task)
+    return planner.plan(request, temperature=query.temperature, top_p=query.top_p, seed=query.seed)
+
+
+def _load(query: Query) -> tuple[ModelDir, TextTokenizer, dict[str, np.ndarray]]:
+    """Checks what the user typed, then opens the checkpoint: (model dir, tokenizer, camera images)."""
     from policy.config import NAMED_CONFIGS
     from policy.model_dir import ModelDir
     from policy.tokenizer import TextTokenizer
@@ -97,18 +145,7 @@ def run_query(query: Query) -> PlanResult:
         tokenizer = TextTokenizer(model_dir.tokenizer_path)
     except ValueError as err:
         raise QueryError(str(err)) from err
-    decoder = SubtaskDecoder(
-        model_dir.load_model(),
-        tokenizer,
-        model_dir.config,
-        vocab=query.vocab,
-        max_new_tokens=query.max_new_tokens,
-        buckets=(1,),
-    )
-    if query.warm_up:
-        decoder.warm_up()
-    request = PlanRequest(cameras, query.task)
-    return decoder.decode([request], temperature=query.temperature, top_p=query.top_p, seed=query.seed)[0]
+    return model_dir, tokenizer, cameras
 
 
 def ask_server(
@@ -155,4 +192,16 @@ def result_json(result: PlanResult) -> dict[str, object]:
         "finished": result.finished,
         "prefill_ms": round(result.prefill_ms, 3),
         "decode_ms": round(result.decode_ms, 3),
+    }
+
+
+def reasoning_json(step: ReasoningStep) -> dict[str, object]:
+    return {
+        "decision": step.decision,
+        "text": step.text,
+        "margin": round(step.margin, 6),
+        "tokens": list(step.token_ids),
+        "finished": step.finished,
+        "prefill_ms": round(step.prefill_ms, 3),
+        "decode_ms": round(step.decode_ms, 3),
     }

@@ -23,14 +23,14 @@ def full_recompute_generate(
 ) -> jax.Array:
     """Tokens [B,N], each chosen from a full pass over images + prompt + the tokens generated before it.
 
-    No early exit: it always decodes N tokens (compare up to the first EOS).
+    No early exit: it always decodes N tokens (compare up to the first EOS). The prompt keeps its own ar mask
+    (a reasoning think prompt ends in a causal `<bor>`); without one it is all bidirectional.
     """
     batch, prompt_slots = obs.tokens.shape
     tokens = jnp.concatenate([obs.tokens, jnp.zeros((batch, new_tokens), jnp.int32)], axis=1)
     token_mask = jnp.concatenate([obs.token_mask, jnp.zeros((batch, new_tokens), jnp.bool_)], axis=1)
-    ar_mask = jnp.concatenate(
-        [jnp.zeros((batch, prompt_slots), jnp.bool_), jnp.ones((batch, new_tokens), jnp.bool_)], axis=1
-    )
+    prompt_ar = jnp.zeros((batch, prompt_slots), jnp.bool_) if obs.token_ar_mask is None else obs.token_ar_mask
+    ar_mask = jnp.concatenate([prompt_ar.astype(jnp.bool_), jnp.ones((batch, new_tokens), jnp.bool_)], axis=1)
     rows = jnp.arange(batch)
     rng = jax.random.key(0) if rng is None else rng
 

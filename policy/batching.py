@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,11 +27,17 @@ def bucket_for(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One request: model camera key → uint8 [H,W,3] (absent keys are masked out), a prompt, a model-space state."""
+    """One request: model camera key → uint8 [H,W,3] (absent keys are masked out), a prompt, a model-space state.
+
+    ar_mask: int [max_len], 1 where a causal block starts (`masks.make_attn_mask`); None keeps the whole prompt
+    bidirectional. Prompts with a causal part, such as the reasoning protocol's rows, need it to be run as
+    they were trained.
+    """
 
     images: Mapping[str, np.ndarray]
     prompt: TokenizedPrompt
     state: np.ndarray | None = None
+    ar_mask: np.ndarray | None = None
 
 
 def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = None) -> ModelInput:
@@ -64,4 +71,20 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
         if row.state is not None:
             s = np.asarray(row.state, np.float32).reshape(-1)[: cfg.action_dim]
             state[i, : s.shape[0]] = s
-    return ModelInput(images, image_masks, jnp.asarray(tokens), jnp.asarray(token_mask), jnp.asarray(state))
+    return ModelInput(
+        images, image_masks, jnp.asarray(tokens), jnp.asarray(token_mask), jnp.asarray(state), _ar_mask(padded)
+    )
+
+
+def _ar_mask(rows: Sequence[Row]) -> jax.Array | None:
+    """The rows' ar masks stacked (zeros for rows without one), or None when no row has one."""
+    if all(row.ar_mask is None for row in rows):
+        return None
+    length = rows[0].prompt.tokens.shape[0]
+    stacked = np.zeros((len(rows), length), np.int32)
+    for i, row in enumerate(rows):
+        if row.ar_mask is not None:
+            if row.ar_mask.shape != (length,):
+                raise ValueError(f"row {i} has an ar_mask of shape {row.ar_mask.shape}, its prompt {length} slots")
+            stacked[i] = row.ar_mask
+    return jnp.asarray(stacked)

@@ -50,7 +50,9 @@ tokens (`reasoning_tokens`):
 
 `{context}` is the instruction or the latest (possibly outdated) reasoning, `{context}; State: {ids}` with the
 state. The act row puts its CE on `<boa>` alone, so that the choice the planner makes after `<eop>` (compare
-`<bor>` with `<boa>`) is trained by both kinds of samples.
+`<bor>` with `<boa>`) is trained by both kinds of samples. Serving builds both rows up to their begin token
+with `tokenize_reasoning_prompt`: the actor runs the act row as it stands, the planner `<bos>{context}<eop><bor>`
+(`planner.reasoning`).
 """
 
 from __future__ import annotations
@@ -277,6 +279,43 @@ def reasoning_context_text(context: str, state: npt.ArrayLike | None = None) -> 
     return cleaned if state is None else f"{cleaned}; State: {state_to_text(state)}"
 
 
+def reasoning_prefix_ids(
+    tokenizer: Tokenizer, context: str, special: ReasoningTokens, state: npt.ArrayLike | None = None
+) -> list[int]:
+    """`<bos>{context}<eop>`: the bidirectional part every reasoning row starts with."""
+    return tokenizer.encode(reasoning_context_text(context, state), add_bos=True) + [special.end_of_prefix]
+
+
+class ReasoningPrompt(NamedTuple):
+    tokens: np.ndarray  # int32 [max_len]
+    mask: np.ndarray  # bool [max_len]
+    ar_mask: np.ndarray  # int32 [max_len]; 1 on the begin token alone
+
+
+def tokenize_reasoning_prompt(
+    tokenizer: Tokenizer,
+    context: str,
+    begin: int,
+    special: ReasoningTokens,
+    *,
+    max_len: int,
+    state: npt.ArrayLike | None = None,
+) -> ReasoningPrompt:
+    """`<bos>{context}<eop>` (bidirectional) + `begin` (causal), what serving runs of a reasoning row.
+
+    With `<boa>` it is the act row the actor runs, token for token; with `<bor>` the think row up to where the
+    planner starts decoding. A row too long for `max_len` raises ValueError instead of being cut: it would
+    lose `<eop>` and `begin`, the two tokens the protocol turns on.
+    """
+    ids = reasoning_prefix_ids(tokenizer, context, special, state) + [begin]
+    if len(ids) > max_len:
+        raise ValueError(f"the reasoning row has {len(ids)} tokens, more than max_len={max_len}")
+    padded = pad_tokens(ids, max_len)
+    ar_mask = np.zeros(max_len, dtype=np.int32)
+    ar_mask[len(ids) - 1] = 1
+    return ReasoningPrompt(padded.tokens, padded.mask, ar_mask)
+
+
 def tokenize_reasoning_example(
     tokenizer: Tokenizer,
     context: str,
@@ -287,7 +326,7 @@ def tokenize_reasoning_example(
     state: npt.ArrayLike | None = None,
 ) -> ReasoningExample:
     """A think row (`reasoning` given) or an act row (`reasoning` None); layouts in the module docstring."""
-    prefix = tokenizer.encode(reasoning_context_text(context, state), add_bos=True) + [special.end_of_prefix]
+    prefix = reasoning_prefix_ids(tokenizer, context, special, state)
     if reasoning is None:
         suffix = [special.begin_action]
     else:

@@ -40,13 +40,28 @@ def _plan(args: argparse.Namespace) -> int:
     import os
     import pathlib
 
-    from planner.query import Query, ask_server, parse_image_specs, result_json, run_query
+    from planner.decoder import DEFAULT_MAX_NEW_TOKENS
+    from planner.query import (
+        Query,
+        ask_server,
+        parse_image_specs,
+        reasoning_json,
+        result_json,
+        run_query,
+        run_reasoning_query,
+    )
+    from planner.reasoning import DEFAULT_MAX_REASONING_TOKENS
 
     images = parse_image_specs(args.image)
+    max_tokens = args.max_tokens
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_REASONING_TOKENS if args.reasoning else DEFAULT_MAX_NEW_TOKENS
     if args.server:
+        if args.reasoning:
+            raise UserError("--reasoning decodes locally: give --checkpoint DIR instead of --server")
         token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
         tls_ca = pathlib.Path(args.tls_ca) if args.tls_ca else None
-        result = ask_server(args.server, images, args.task, max_new_tokens=args.max_tokens, token=token, tls_ca=tls_ca)
+        result = ask_server(args.server, images, args.task, max_new_tokens=max_tokens, token=token, tls_ca=tls_ca)
         print(json.dumps(result_json(result)) if args.json else result.text)
         return 0
     if not args.checkpoint:
@@ -57,13 +72,18 @@ def _plan(args: argparse.Namespace) -> int:
         task=args.task,
         tokenizer=pathlib.Path(args.tokenizer) if args.tokenizer else None,
         config_name=args.config,
-        max_new_tokens=args.max_tokens,
+        max_new_tokens=max_tokens,
         vocab=args.vocab,
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
         warm_up=args.warm_up,
+        last_reasoning=args.last_reasoning,
     )
+    if args.reasoning:
+        step = run_reasoning_query(query)
+        print(json.dumps(reasoning_json(step)) if args.json else f"{step.decision}: {step.text}")
+        return 0
     result = run_query(query)
     print(json.dumps(result_json(result)) if args.json else result.text)
     return 0
@@ -348,9 +368,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="SentencePiece model (default: the checkpoint's tokenizer.model)")
     p.add_argument("--image", action="append", default=[], metavar="CAMERA=PATH", help="e.g. base_0_rgb=cam0.png")
     p.add_argument("--task", required=True, help='what the robot should do, e.g. "put the red cube in the bowl"')
-    p.add_argument("--max-tokens", type=int, default=20, help="most subtask tokens to decode")
+    p.add_argument("--max-tokens", type=int, help="most tokens to decode (default 20; 48 with --reasoning)")
     p.add_argument("--vocab", choices=["ascii", "all"], default="ascii", help="tokens the planner may emit")
     p.add_argument("--config", help="model config name, for checkpoints without model_config.json")
+    p.add_argument("--reasoning", action="store_true",
+                   help="reasoning checkpoint (seed 002): print think or act, and the reasoning when it thinks")
+    p.add_argument("--last-reasoning", metavar="TEXT",
+                   help="with --reasoning: the latest reasoning, the context instead of --task")
     p.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus size when sampling")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")

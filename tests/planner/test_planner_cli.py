@@ -43,6 +43,36 @@ def test_plan_prints_one_json_object_with_the_subtask(tiny_checkpoint, camera_pn
     assert capsys.readouterr().out == result["subtask"] + "\n"
 
 
+def test_plan_reasoning_prints_think_or_act(tiny_checkpoint, camera_png, capsys):
+    image = f"base_0_rgb={camera_png}"
+    args = [*_plan(tiny_checkpoint, "--image", image, "--task", "Instruction: put the cup away"), "--reasoning"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["decision"] in ("think", "act") and isinstance(result["margin"], float)
+    assert result["prefill_ms"] > 0
+    if result["decision"] == "act":
+        assert result["text"] == "Instruction: put the cup away" and result["tokens"] == []
+    else:
+        assert 1 <= len(result["tokens"]) <= int(MAX_TOKENS) and result["decode_ms"] > 0
+
+    assert main([*args, "--last-reasoning", "Next I grasp the cup"]) == 0
+    assert re.fullmatch(r"(think|act): .*\n", capsys.readouterr().out, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--last-reasoning", "Next I grasp the cup"], "--last-reasoning goes with --reasoning"),
+        (["--reasoning", "--last-reasoning", " "], "--last-reasoning is empty"),
+        (["--reasoning", "--server", "127.0.0.1:1"], "--reasoning decodes locally"),
+    ],
+)
+def test_reasoning_flags_are_checked(tiny_checkpoint, camera_png, capsys, extra, expected):
+    args = _plan(tiny_checkpoint, "--image", f"base_0_rgb={camera_png}", "--task", "lift the cup")
+    assert main([*args, *extra]) == 2
+    assert expected in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("image_arg", "task", "expected"),
     [

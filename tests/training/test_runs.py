@@ -155,16 +155,35 @@ def test_data_parallel_fsdp_on_four_cpu_devices_matches_one_device(workspace):
             np.testing.assert_allclose(mesh[step][key], one[step][key], rtol=2e-3, err_msg=f"{key} at step {step}")
 
 
-def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset):
+def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset, capsys):
+    import cv2
     from lerobot_layouts import write_cot
 
+    from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+    from policy.model_dir import ModelDir
     from training.lerobot import LeRobotDataset
 
     root, base = workspace
     cot = root / "cot_simple.json"
-    write_cot(LeRobotDataset(recorded_dataset, 10), cot)
+    dataset = LeRobotDataset(recorded_dataset, 10)
+    document = write_cot(dataset, cot)
     run = _train("pi05_reason_lora_tiny", "reason", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
                                                      f"data.reasoning_json={cot}"])
     records = _records(run)
     assert all(np.isfinite(r["subtask_ce"]) and np.isfinite(r["flow_mse"]) for r in records.values())
     assert (run / "3" / "params").is_dir()
+
+    # Both halves of the protocol load the checkpoint as it stands: the planner chooses, the actor acts.
+    frame = dataset.frame(0)
+    image = frame.images["observation.images.agentview"]
+    png = root / "agentview.png"
+    assert cv2.imwrite(str(png), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    instruction = document[str(frame.episode_index)]["segments"][0]["content"]
+    capsys.readouterr()
+    assert main(["plan", "--checkpoint", str(run / "3"), "--reasoning", "--json", "--max-tokens", "8",
+                 "--image", f"base_0_rgb={png}", "--task", instruction]) == 0
+    step = json.loads(capsys.readouterr().out)
+    assert step["decision"] in ("think", "act") and np.isfinite(step["margin"])
+    engine = ChunkEngine.from_model_dir(ModelDir.open(run / "3"), EngineConfig(action_dims=7, reasoning=True))
+    [chunk] = engine.run([ChunkRequest({"base_0_rgb": image}, frame.task, "Next I move", frame.state, seed=0)])
+    assert chunk.actions.shape == (engine.model_config.action_horizon, 7) and np.isfinite(chunk.actions).all()

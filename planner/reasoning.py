@@ -1,0 +1,181 @@
+"""`ReasoningPlanner`: think or act, the planner's half of the reasoning protocol ("Do What You Say", seed 002).
+
+A reasoning checkpoint is trained on rows `<bos>{context}<eop>` followed by `<bor>{reasoning}<eos>` (think) or
+`<boa>` (act), layouts in `policy.prompts`. The planner runs one prefix pass over `<bos>{context}<eop><bor>`
+with `<bor>` causal: nothing before `<bor>` sees it, so the hidden state at `<eop>` is the one of a pass that
+ends at `<eop>`, and comparing the `<bor>` and `<boa>` logits read there is the choice both kinds of rows
+trained. Think: decoding continues from `<bor>` on the same KV cache (`SubtaskDecoder.decode_prefilled`, the
+first reasoning token read at `<bor>`) under the vocabulary mask, with the protocol's own ids forbidden, up to
+EOS, the think row's terminator. Act: nothing is decoded; the actor runs the act row
+`<bos>{context}<eop><boa>` (`actor.engine.EngineConfig(reasoning=True)`, the context as its subtask).
+
+The context is the instruction as the annotations spell it (the first segment's `content` in
+`cot_simple.json`, e.g. `Instruction: put the bowl on the plate`) until there is a reasoning, then the latest
+reasoning, outdated or not: training draws both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from planner.decoder import PlanRequestError, SubtaskDecoder, VocabSpec, check_sampling
+from policy import masks
+from policy.batching import Row
+from policy.config import ModelConfig
+from policy.normalize import NormStats
+from policy.pi05 import Pi05
+from policy.prompts import (
+    ReasoningTokens,
+    TokenizedPrompt,
+    reasoning_tokens,
+    tokenize_reasoning_prompt,
+)
+from policy.tokenizer import TextTokenizer
+
+DEFAULT_MAX_REASONING_TOKENS = 48
+DECISIONS = ("think", "act")
+
+Decision = Literal["think", "act"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReasoningRequest:
+    """Model camera key → uint8 [H,W,3] RGB, the context (instruction or latest reasoning), the raw state."""
+
+    cameras: Mapping[str, np.ndarray]
+    context: str
+    state: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReasoningStep:
+    """What the planner chose and the text that goes with it.
+
+    think: `text` is the new reasoning (token_ids its ids, EOS last when `finished`). act: `text` is the
+    context the actor's act row should hold, token_ids is empty and `finished` True.
+    margin = logit(`<bor>`) − logit(`<boa>`) after `<eop>`; the planner thinks at margin >= 0 (argmax over the
+    two, ties to the first) unless the call forced a decision. prefill_ms covers the prefix pass and reading
+    the two logits, decode_ms the decode loop (0 when acting).
+    """
+
+    decision: Decision
+    text: str
+    margin: float
+    token_ids: tuple[int, ...]
+    finished: bool
+    prefill_ms: float
+    decode_ms: float
+
+
+def _begin_logits_fn(graphdef: nnx.GraphDef, special: ReasoningTokens) -> Callable:
+    begins = jnp.array([special.begin_reasoning, special.begin_action])
+
+    def run(state: nnx.State, hidden: jax.Array, prefix_mask: jax.Array) -> jax.Array:
+        rows = jnp.arange(hidden.shape[0])
+        end_of_prefix = masks.last_valid_index(prefix_mask) - 1
+        logits = nnx.merge(graphdef, state).logits(hidden[rows, end_of_prefix]).astype(jnp.float32)
+        return logits[:, begins]
+
+    return run
+
+
+class ReasoningPlanner:
+    """Decides think vs act for one observation at a time and writes the reasoning when it thinks."""
+
+    def __init__(
+        self,
+        model: Pi05,
+        tokenizer: TextTokenizer,
+        cfg: ModelConfig,
+        *,
+        vocab: VocabSpec = "ascii",
+        max_new_tokens: int = DEFAULT_MAX_REASONING_TOKENS,
+        norm_stats: Mapping[str, NormStats] | None = None,
+        use_state: bool = False,
+    ) -> None:
+        self._special = reasoning_tokens(cfg.vocab_size)
+        self._decoder = SubtaskDecoder(
+            model,
+            tokenizer,
+            cfg,
+            vocab=vocab,
+            max_new_tokens=max_new_tokens,
+            buckets=(1,),
+            norm_stats=norm_stats,
+            use_state=use_state,
+            forbidden=self._special,
+        )
+        self._tokenizer = tokenizer
+        self._cfg = cfg
+        self._warm_up_state = np.zeros(norm_stats["state"].dim, np.float32) if use_state else None
+        graphdef, self._state = nnx.split(model)
+        self._begin_logits = jax.jit(_begin_logits_fn(graphdef, self._special))
+
+    @property
+    def special(self) -> ReasoningTokens:
+        return self._special
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self._decoder.max_new_tokens
+
+    def plan(
+        self,
+        request: ReasoningRequest,
+        *,
+        force: Decision | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> ReasoningStep:
+        """Think or act on `request`; `force` skips the choice (the margin is still reported).
+
+        The reasoning is decoded greedily at temperature 0, else with temperature + top-p sampling.
+        """
+        if force is not None and force not in DECISIONS:
+            raise PlanRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
+        check_sampling(temperature, top_p)
+        filled = self._decoder.prefill([self._row(request)])
+        start = time.perf_counter()
+        begin_logits = np.asarray(self._begin_logits(self._state, filled.hidden, filled.prefix_mask))[0]
+        margin = float(begin_logits[0] - begin_logits[1])
+        readout_ms = (time.perf_counter() - start) * 1e3
+        decision = force or ("think" if margin >= 0 else "act")
+        prefill_ms = filled.prefill_ms + readout_ms
+        if decision == "act":
+            return ReasoningStep("act", request.context, margin, (), True, prefill_ms, 0.0)
+        rng = jax.random.key(seed)
+        [result] = self._decoder.decode_prefilled(filled, self.max_new_tokens, temperature, top_p, rng)
+        return ReasoningStep(
+            "think", result.text, margin, result.token_ids, result.finished, prefill_ms, result.decode_ms
+        )
+
+    def warm_up(self) -> None:
+        """Compiles the prefix pass, the read-out and the decode loop with black images, off the request path."""
+        size = self._cfg.vision.image_size
+        black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
+        self.plan(ReasoningRequest(black, "warm up", self._warm_up_state), force="think")
+
+    def _row(self, request: ReasoningRequest) -> Row:
+        if not isinstance(request, ReasoningRequest):
+            raise PlanRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
+        if not isinstance(request.context, str) or not request.context.strip():
+            raise PlanRequestError("request.context is empty; give the instruction or the latest reasoning")
+        images = self._decoder.checked_cameras(request.cameras, "request")
+        state = self._decoder.normalized_state(request.state, "request")
+        begin = self._special.begin_reasoning
+        try:
+            prompt = tokenize_reasoning_prompt(
+                self._tokenizer, request.context, begin, self._special, max_len=self._cfg.max_token_len, state=state
+            )
+        except ValueError as err:
+            raise PlanRequestError(f"request.context is too long: {err}") from err
+        return Row(images, TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)

@@ -1,0 +1,164 @@
+"""ReasoningPlanner on a tiny random pi0.5: the think/act choice is the one a full pass over the prompt gives,
+the reasoning is the greedy continuation of the think row, and bad requests are refused by field."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from planner.decoder import PlanRequestError, vocab_mask
+from planner.reasoning import ReasoningPlanner, ReasoningRequest
+from planner.reference import full_recompute_generate
+from planner.sampling import choose_token
+from policy import masks
+from policy.batching import Row, build_input
+from policy.prompts import (
+    TokenizedPrompt,
+    pad_tokens,
+    reasoning_prefix_ids,
+    tokenize_reasoning_prompt,
+)
+
+EMBEDDING = "PaliGemma/llm/embedder/input_embedding"
+# Below the protocol's ids of the tiny 512-token vocabulary (380, 381, 382), as training requires.
+TOKENIZER_PIECES = 360
+MAX_NEW_TOKENS = 6
+CONTEXTS = (
+    "Instruction: put the red cube in the bowl",
+    "Next I pick up the red cube",
+    "Instruction: open the drawer",
+    "Next I move to the bowl",
+    "Next I open the gripper",
+)
+
+
+@pytest.fixture(scope="module")
+def reasoning_tokenizer(tmp_path_factory):
+    from policy.tokenizer import TextTokenizer, train_tokenizer
+
+    path = tmp_path_factory.mktemp("reasoning_tokenizer") / "tiny.model"
+    return TextTokenizer(train_tokenizer(path, vocab_size=TOKENIZER_PIECES, extra_text=CONTEXTS))
+
+
+@pytest.fixture(scope="module")
+def make_reasoner(planner_config, reasoning_tokenizer):
+    def make(model):
+        return ReasoningPlanner(model, reasoning_tokenizer, planner_config, max_new_tokens=MAX_NEW_TOKENS)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def reasoner(make_reasoner, planner_model):
+    return make_reasoner(planner_model)
+
+
+@pytest.fixture(scope="module")
+def reasoning_requests(camera_images):
+    return [ReasoningRequest(images, context) for images, context in zip(camera_images, CONTEXTS, strict=True)]
+
+
+def _full_pass_begin_logits(model, cfg, tokenizer, special, request) -> np.ndarray:
+    """logits of (`<bor>`, `<boa>`) at `<eop>` from one uncached pass over images + `<bos>{context}<eop>`."""
+    prefix = pad_tokens(reasoning_prefix_ids(tokenizer, request.context, special), cfg.max_token_len)
+    obs = build_input(cfg, [Row(dict(request.cameras), prefix)])
+    hidden, _, input_mask = model.fill_prefix(obs)
+    logits = model.logits(hidden[0, masks.last_valid_index(input_mask)[0]])
+    return np.asarray(logits, np.float32)[[special.begin_reasoning, special.begin_action]]
+
+
+def _swapped_begin_rows(params: dict, special) -> dict:
+    table = params[EMBEDDING].copy()
+    table[[special.begin_reasoning, special.begin_action]] = table[[special.begin_action, special.begin_reasoning]]
+    return {**params, EMBEDDING: table}
+
+
+def test_the_choice_is_the_argmax_of_the_two_begin_tokens_after_eop(
+    reasoner,
+    make_reasoner,
+    make_planner_model,
+    planner_model,
+    planner_params,
+    planner_config,
+    reasoning_tokenizer,
+    reasoning_requests,
+):
+    # Logits are tied to the input embedding: swapping the two rows swaps their logits (the prefix never reads
+    # either token), so every request is checked once thinking and once acting.
+    special = reasoner.special
+    swapped_model = make_planner_model(_swapped_begin_rows(planner_params, special))
+    swapped = make_reasoner(swapped_model)
+    for model, planner in ((planner_model, reasoner), (swapped_model, swapped)):
+        for request in reasoning_requests:
+            step = planner.plan(request)
+            bor, boa = _full_pass_begin_logits(model, planner_config, reasoning_tokenizer, special, request)
+            assert step.decision == ("think", "act")[int(np.argmax([bor, boa]))]
+            np.testing.assert_allclose(step.margin, bor - boa, atol=1e-4)
+    margins = [reasoner.plan(r).margin for r in reasoning_requests]
+    swapped_margins = [swapped.plan(r).margin for r in reasoning_requests]
+    np.testing.assert_allclose(swapped_margins, np.negative(margins), atol=1e-4)
+
+
+def test_thinking_decodes_the_greedy_continuation_of_the_think_row(
+    reasoner, planner_model, planner_config, reasoning_tokenizer, reasoning_requests
+):
+    special = reasoner.special
+    allowed = vocab_mask(reasoning_tokenizer, "ascii", planner_config.vocab_size)
+    graphdef, state = nnx.split(planner_model)
+
+    @jax.jit
+    def reference(state, obs):
+        def greedy(logits, rng):
+            return choose_token(logits, rng, allowed=allowed, temperature=jnp.float32(0), top_p=jnp.float32(1))
+
+        return full_recompute_generate(nnx.merge(graphdef, state), obs, MAX_NEW_TOKENS, greedy)
+
+    decoded = 0
+    for request in reasoning_requests[:3]:
+        step = reasoner.plan(request, force="think")
+        assert step.decision == "think" and step.decode_ms > 0 and step.prefill_ms > 0
+        prompt = tokenize_reasoning_prompt(
+            reasoning_tokenizer, request.context, special.begin_reasoning, special, max_len=planner_config.max_token_len
+        )
+        row = Row(dict(request.cameras), TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)
+        expected = [int(t) for t in np.asarray(reference(state, build_input(planner_config, [row])))[0]]
+        if reasoning_tokenizer.eos_id in expected:
+            expected = expected[: expected.index(reasoning_tokenizer.eos_id) + 1]
+        assert step.token_ids == tuple(expected)
+        assert step.finished == (expected[-1] == reasoning_tokenizer.eos_id)
+        assert step.text == reasoning_tokenizer.decode(step.token_ids).strip()
+        assert not set(step.token_ids) & set(special)
+        decoded += len(step.token_ids) > 1
+    assert decoded, "the tiny network should write more than EOS for some context"
+
+
+def test_acting_decodes_nothing_and_hands_the_context_to_the_actor(reasoner, reasoning_requests):
+    step = reasoner.plan(reasoning_requests[1], force="act")
+    assert (step.decision, step.text, step.token_ids, step.decode_ms) == ("act", reasoning_requests[1].context, (), 0)
+    assert step.prefill_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"context": "  "}, r"request\.context is empty"),
+        ({"context": "pick up the cube " * 20}, r"request\.context is too long: the reasoning row has \d+ tokens"),
+        ({"cameras": {}}, r"request\.cameras is empty"),
+        ({"cameras": {"top_cam": np.zeros((8, 8, 3), np.uint8)}}, r"request\.cameras\['top_cam'\]: unknown camera"),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(reasoner, reasoning_requests, change, message):
+    with pytest.raises(PlanRequestError, match=message):
+        reasoner.plan(dataclasses.replace(reasoning_requests[0], **change))
+
+
+def test_bad_settings_are_refused(reasoner, reasoning_requests):
+    with pytest.raises(PlanRequestError, match="force must be one of"):
+        reasoner.plan(reasoning_requests[0], force="wait")  # type: ignore[arg-type]
+    with pytest.raises(PlanRequestError, match="temperature"):
+        reasoner.plan(reasoning_requests[0], temperature=-1.0)
