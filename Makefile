@@ -1,4 +1,4 @@
-# The two entry points: `make test` (the suite) and, once the bundled policy lands, `make demo`.
+# The two entry points: `make demo` (the bundled policy in closed loop) and `make test` (the suite).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,13 @@ STAMP := $(VENV)/.installed
 # Optional extras installed with the project; `libero` brings LIBERO for sim/libero.py and its tests.
 EXTRAS ?= dev,libero
 
-.PHONY: test test-slow venv sysdeps clean
+# `make demo` needs the project alone; its stamp is separate so that it never skips the test extras' install.
+DEMO_STAMP := $(VENV)/.installed-demo
+BUNDLE ?= bundles/builtin
+DEMO_EPISODES ?= 3
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo bundle test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +23,22 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(DEMO_STAMP)
+
+# Serves the bundled checkpoint (planner + actor processes) and runs DEMO_EPISODES episodes of every built-in
+# task through it: subtask changes are printed as they happen, mp4s and results.json land in DEMO_OUT.
+demo: $(DEMO_STAMP) sysdeps
+	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/robot-runtime rollout --env builtin:all --checkpoint $(BUNDLE) \
+		--episodes $(DEMO_EPISODES) --seed 0 --workers 2 --image-size 64 --replan-steps 5 --video --out $(DEMO_OUT)
+
+# Re-creates bundles/builtin from scratch: record, norm stats, train, copy the serving files (about an hour).
+bundle: $(STAMP) sysdeps
+	MUJOCO_GL=$${MUJOCO_GL:-osmesa} PATH=$(abspath $(BIN)):$$PATH bash bundles/recreate_builtin.sh
 
 # Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6), and the
 # GL/GLib libraries that LIBERO's GUI opencv-python build loads (libgl1, libglib2.0-0).
@@ -35,4 +57,4 @@ test-slow: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache runs

@@ -17,12 +17,18 @@ from pathlib import Path
 
 import sentencepiece
 
+from policy.errors import UserFacingError
+
 PAD_ID = 0
 EOS_ID = 1
 BOS_ID = 2
 UNK_ID = 3
 
 DEFAULT_VOCAB_SIZE = 1024
+
+
+class TokenizerTrainingError(UserFacingError, ValueError):
+    """SentencePiece could not build a vocabulary of the requested size from the given text."""
 
 
 class TextTokenizer:
@@ -160,7 +166,9 @@ def train_tokenizer(
             minloglevel=2,
         )
     except RuntimeError as exc:
-        raise ValueError(f"could not train a {vocab_size}-piece tokenizer: {exc}") from exc
+        raise TokenizerTrainingError(
+            f"could not train a {vocab_size}-piece tokenizer (set tokenizer_vocab_size higher): {exc}"
+        ) from exc
     path = Path(out_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())

@@ -26,7 +26,7 @@ from typing import Any
 from policy.config import ModelConfig, get_model_config
 from policy.errors import UserFacingError
 from policy.gemma import GemmaConfig
-from policy.siglip import get_siglip_config
+from policy.siglip import SiglipConfig, get_siglip_config
 from training import filters
 from training.optimizer import AdamW, CosineSchedule
 
@@ -268,6 +268,45 @@ def _with_lora(model: ModelConfig) -> ModelConfig:
     )
 
 
+def _builtin() -> TrainConfig:
+    """The policy bundled in `bundles/builtin`: the joint recipe on the built-in tasks, sized for a CPU.
+
+    64² cameras in 16-pixel patches give 32 image tokens, which is what makes a train step cheap on two cores
+    (the prefix length, not the width, dominates); the model has about 0.85 M parameters.
+    """
+    vision = SiglipConfig(width=128, depth=2, mlp_dim=256, num_heads=4, patch=16, image_size=64)
+    llm = GemmaConfig(width=96, depth=2, mlp_dim=256, num_heads=4, num_kv_heads=1, head_dim=24)
+    expert = GemmaConfig(width=64, depth=2, mlp_dim=192, num_heads=4, num_kv_heads=1, head_dim=24)
+    model = ModelConfig(
+        llm,
+        expert,
+        vision,
+        action_dim=8,
+        action_horizon=10,
+        max_token_len=40,
+        vocab_size=1024,
+        dtype="float32",
+        image_keys=("base_0_rgb", "left_wrist_0_rgb"),
+    )
+    return TrainConfig(
+        name="pi05_builtin",
+        model=model,
+        data=DataConfig(path="data/builtin", num_workers=2),
+        subtask_loss_weight=1.0,
+        fast_loss_weight=0.0,
+        flow_loss_weight=1.0,
+        lr=CosineSchedule(warmup_steps=200, peak_lr=1e-3, decay_steps=6_000, decay_lr=2e-5),
+        optimizer=AdamW(weight_decay=1e-4),
+        batch_size=32,
+        num_train_steps=6_000,
+        log_interval=50,
+        save_interval=1_000,
+        keep_period=None,
+        tokenizer_vocab_size=512,
+        max_text_len=48,
+    )
+
+
 _FULL = {
     "pi05_subtask_hybrid": _hybrid,
     "pi05_subtask_fast": _subtask_fast,
@@ -275,7 +314,7 @@ _FULL = {
     "pi05_custom_lora": _custom_lora,
     "pi05_reason_lora": _reason_lora,
 }
-_CONFIGS: dict[str, Callable[[], TrainConfig]] = dict(_FULL)
+_CONFIGS: dict[str, Callable[[], TrainConfig]] = dict(_FULL, pi05_builtin=_builtin)
 _CONFIGS.update({name + "_tiny": _tiny_twin(make) for name, make in _FULL.items()})
 _CONFIGS["pi05_reason_lora_tiny"] = _tiny_twin(_reason_lora, max_text_len=None)
 _CONFIGS["pi05_action_expert_tiny"] = _tiny_twin(
