@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -87,6 +88,18 @@ class Prefilled:
     prefix_mask: jax.Array  # [bucket,P]
     rows: int
     prefill_ms: float
+
+
+_Decoded = TypeVar("_Decoded")  # PlanResult or planner.reasoning.ReasoningStep
+
+
+def truncated(result: _Decoded, max_tokens: int, tokenizer: TextTokenizer) -> _Decoded:
+    """The first `max_tokens` ids of a decoded answer and their text: a request's shorter answer without
+    compiling a decode loop of another length (the loop length is the server's)."""
+    if not 0 < max_tokens < len(result.token_ids):
+        return result
+    ids = result.token_ids[:max_tokens]
+    return dataclasses.replace(result, text=tokenizer.decode(ids).strip(), token_ids=ids, finished=False)
 
 
 def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int) -> np.ndarray:

@@ -11,11 +11,13 @@ EOS, the think row's terminator. Act: nothing is decoded; the actor runs the act
 
 The context is the instruction as the annotations spell it (the first segment's `content` in
 `cot_simple.json`, e.g. `Instruction: put the bowl on the plate`) until there is a reasoning, then the latest
-reasoning, outdated or not: training draws both.
+reasoning, outdated or not: training draws both. `ReasoningSessions` keeps that context per session for
+`robot-runtime serve --reasoning`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from planner.decoder import PlanRequestError, SubtaskDecoder, VocabSpec, check_sampling
+from planner.decoder import (
+    PlanRequest,
+    PlanRequestError,
+    SubtaskDecoder,
+    VocabSpec,
+    check_sampling,
+    truncated,
+)
 from policy import masks
 from policy.batching import Row
 from policy.config import ModelConfig
@@ -35,12 +44,14 @@ from policy.pi05 import Pi05
 from policy.prompts import (
     ReasoningTokens,
     TokenizedPrompt,
+    reasoning_first_context,
     reasoning_tokens,
     tokenize_reasoning_prompt,
 )
 from policy.tokenizer import TextTokenizer
 
 DEFAULT_MAX_REASONING_TOKENS = 48
+DEFAULT_MAX_SESSIONS = 1024
 DECISIONS = ("think", "act")
 
 Decision = Literal["think", "act"]
@@ -127,6 +138,10 @@ class ReasoningPlanner:
     def max_new_tokens(self) -> int:
         return self._decoder.max_new_tokens
 
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        return self._tokenizer
+
     def plan(
         self,
         request: ReasoningRequest,
@@ -179,3 +194,61 @@ class ReasoningPlanner:
         except ValueError as err:
             raise PlanRequestError(f"request.context is too long: {err}") from err
         return Row(images, TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionReasoning:
+    """A session's latest reasoning: the context of its next plan, and of the actor's act row.
+
+    version counts the session's thoughts (0: `text` is still the first-step context); `task` and `step` (the
+    last observation planned) tell the same session from a new task or a session started afresh.
+    """
+
+    task: str
+    text: str
+    version: int
+    step: int
+
+
+class ReasoningSessions:
+    """Think vs act per session, the planner service's reasoning mode as plain code.
+
+    A plan runs with the session's latest reasoning as context (the first-step context until it thinks).
+    Thinking makes the decoded reasoning the session's text, with a new version; acting keeps both, so the
+    actor goes on with the reasoning it has. A new task, or an observation step that does not increase (a
+    reopened session counts afresh), starts the session over. The planner never hears that a session closed,
+    so it keeps only the `max_sessions` planned most recently. Not thread-safe: the service plans on one thread.
+    """
+
+    def __init__(self, planner: ReasoningPlanner, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
+        self.planner = planner
+        self._max_sessions = max_sessions
+        self._sessions: collections.OrderedDict[str, SessionReasoning] = collections.OrderedDict()
+
+    def get(self, session_id: str) -> SessionReasoning | None:
+        return self._sessions.get(session_id)
+
+    def plan(
+        self, session_id: str, observation_step: int, request: PlanRequest, *, max_tokens: int = 0
+    ) -> tuple[ReasoningStep, SessionReasoning]:
+        """Thinks or acts on `request` in its session's context → the step and the session's reasoning after it.
+
+        max_tokens > 0 cuts a longer reasoning; the session keeps the cut text, the one the caller is told.
+        """
+        task = request.task.strip()
+        current = self._sessions.get(session_id)
+        if current is None or current.task != task or observation_step <= current.step:
+            current = SessionReasoning(task, reasoning_first_context(task), 0, observation_step)
+        step = self.planner.plan(ReasoningRequest(request.cameras, current.text, request.state))
+        step = truncated(step, max_tokens, self.planner.tokenizer)
+        if step.decision == "think" and step.text:
+            updated = SessionReasoning(task, step.text, current.version + 1, observation_step)
+        else:
+            updated = dataclasses.replace(current, step=observation_step)
+        self._sessions[session_id] = updated
+        self._sessions.move_to_end(session_id)
+        while len(self._sessions) > self._max_sessions:
+            self._sessions.popitem(last=False)
+        return step, updated

@@ -1,20 +1,24 @@
-"""The planner process's gRPC service: a thin adapter over `SubtaskDecoder`.
+"""The planner process's gRPC service: a thin adapter over `SubtaskDecoder`, or `ReasoningSessions` for a
+reasoning checkpoint (`serve --reasoning`).
 
 `Plan` answers one request. `Link` is the runtime's stream: one request at a time (the runtime sends the next
 only after the reply, so the planner is never queued behind stale observations). Decoding runs on one worker
 thread so the event loop keeps serving health checks and stats.
+
+With reasoning, a reply's subtask is the new reasoning when the planner thinks and empty when it acts: the
+runtime keeps a session's subtask, and its version, on an empty one (`SessionRegistry.apply_subtask`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import logging
 
 import grpc
 
-from planner.decoder import PlanRequest, PlanResult, SubtaskDecoder
+from planner.decoder import PlanRequest, PlanResult, SubtaskDecoder, truncated
+from planner.reasoning import ReasoningSessions
 from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
@@ -46,8 +50,8 @@ def plan_reply(request: pb.PlanRequest, result: PlanResult) -> pb.PlanReply:
 
 
 class PlannerService(pb_grpc.PlannerServicer):
-    def __init__(self, decoder: SubtaskDecoder, stats: Stats | None = None):
-        self._decoder = decoder
+    def __init__(self, planner: SubtaskDecoder | ReasoningSessions, stats: Stats | None = None):
+        self._planner = planner
         self._stats = stats or Stats()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="planner")
 
@@ -57,18 +61,22 @@ class PlannerService(pb_grpc.PlannerServicer):
         if request.max_tokens < 0:
             raise WireError("max_tokens", f"must be >= 0, got {request.max_tokens}")
         loop = asyncio.get_running_loop()
-        [result] = await loop.run_in_executor(self._executor, lambda: self._decoder.decode([parsed]))
-        if 0 < request.max_tokens < len(result.token_ids):
-            result = self._truncated(result, request.max_tokens)
+        result = await loop.run_in_executor(self._executor, self._answer, request, parsed)
         self._stats.observe("planner_prefill", result.prefill_ms)
         self._stats.observe("planner_decode", result.decode_ms)
         self._stats.count("plans")
         return plan_reply(request, result)
 
-    def _truncated(self, result: PlanResult, max_tokens: int) -> PlanResult:
-        """A shorter answer without compiling a decode loop of another length (the loop length is the server's)."""
-        ids = result.token_ids[:max_tokens]
-        return dataclasses.replace(result, text=self._decoder.tokenizer.decode(ids).strip(), token_ids=ids, finished=False)
+    def _answer(self, request: pb.PlanRequest, parsed: PlanRequest) -> PlanResult:
+        if isinstance(self._planner, ReasoningSessions):
+            step, _ = self._planner.plan(
+                request.session_id, request.observation_step, parsed, max_tokens=request.max_tokens
+            )
+            self._stats.count(f"plans_{step.decision}")
+            text = step.text if step.decision == "think" else ""
+            return PlanResult(text, step.token_ids, step.finished, step.prefill_ms, step.decode_ms)
+        [result] = self._planner.decode([parsed])
+        return truncated(result, request.max_tokens, self._planner.tokenizer)
 
     async def Plan(self, request: pb.PlanRequest, context: grpc.aio.ServicerContext) -> pb.PlanReply:
         try:

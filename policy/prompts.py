@@ -259,6 +259,7 @@ class ReasoningTokens(NamedTuple):
 
 # PaliGemma ids 257020, 257021, 257022 (<loc1020>..<loc1022>): 132, 131, 130 below the top of the vocabulary.
 _REASONING_OFFSETS = (132, 131, 130)
+REASONING_INSTRUCTION = "Instruction:"
 
 
 def reasoning_tokens(vocab_size: int) -> ReasoningTokens:
@@ -272,6 +273,13 @@ class ReasoningExample(NamedTuple):
     ar_mask: np.ndarray  # int32 [max_len]
     loss_mask: np.ndarray  # bool [max_len]
     acts: bool  # the flow loss applies to this sample
+
+
+def reasoning_first_context(task: str) -> str:
+    """The context before a session's first reasoning: the task as `cot_simple.json` spells a first segment's
+    `content` (`Instruction: put the bowl on the plate`); a task already spelled so is kept, not prefixed twice."""
+    task = task.strip()
+    return task if task.startswith(REASONING_INSTRUCTION) else f"{REASONING_INSTRUCTION} {task}"
 
 
 def reasoning_context_text(context: str, state: npt.ArrayLike | None = None) -> str:

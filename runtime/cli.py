@@ -154,6 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
         planner_cpus=args.planner_cpus,
         planner_devices=args.planner_devices,
         planner_max_tokens=args.max_tokens,
+        reasoning=args.reasoning,
         ready_file=pathlib.Path(args.ready_file) if args.ready_file else None,
         openpi_port=args.openpi_port,
         openpi_host=args.openpi_host,
@@ -173,6 +174,7 @@ def _serve_planner(args: argparse.Namespace) -> int:
         address=address,
         max_tokens=args.max_tokens,
         vocab=args.vocab,
+        reasoning=args.reasoning,
         security=_security(args),
         max_message_mb=args.max_message_mb,
     )
@@ -341,7 +343,9 @@ def _add_server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--token", help="require 'authorization: Bearer TOKEN' (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
-    p.add_argument("--max-tokens", type=int, default=20, help="most subtask tokens the planner decodes")
+    p.add_argument("--max-tokens", type=int, help="most tokens the planner decodes (default 20; 48 with --reasoning)")
+    p.add_argument("--reasoning", action="store_true",
+                   help="reasoning checkpoint (seed 002): the planner thinks or acts, the actor runs the act row")
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,10 @@
 Both bind first and report NOT_SERVING on grpc.health.v1 while the model loads and compiles, then SERVING.
 SIGTERM/SIGINT stop them cleanly: new calls are refused, running ones get a short grace period, and the
 runtime terminates the planner process it started.
+
+`--reasoning` serves a reasoning checkpoint (seed 002): the planner decides think vs act per session
+(`planner.reasoning.ReasoningSessions`), and the actor runs the act row with the session's latest reasoning
+(`actor.engine.EngineConfig(reasoning=True)`), the task as a first segment's context until the first one.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class ModelSource:
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeOptions:
+    """planner_max_tokens None: the planner's default (20 tokens of subtask, 48 of reasoning)."""
+
     model: ModelSource
     address: str = "127.0.0.1:50051"
     planner_address: str | None = None
@@ -68,7 +74,8 @@ class RuntimeOptions:
     max_message_mb: int = grpc_server.DEFAULT_MAX_MESSAGE_MB
     planner_cpus: str | None = None
     planner_devices: str | None = None
-    planner_max_tokens: int = 20
+    planner_max_tokens: int | None = None
+    reasoning: bool = False
     ready_file: pathlib.Path | None = None
     openpi_port: int | None = None
     openpi_host: str = "127.0.0.1"
@@ -76,10 +83,13 @@ class RuntimeOptions:
 
 @dataclasses.dataclass(frozen=True)
 class PlannerOptions:
+    """max_tokens None: 20 tokens of subtask, or 48 of reasoning with `reasoning`."""
+
     model: ModelSource
     address: str = "127.0.0.1:50052"
-    max_tokens: int = 20
+    max_tokens: int | None = None
     vocab: str = "ascii"
+    reasoning: bool = False
     security: grpc_server.Security = grpc_server.Security()
     max_message_mb: int = grpc_server.DEFAULT_MAX_MESSAGE_MB
 
@@ -107,7 +117,12 @@ async def _until_signalled() -> None:
 
 
 async def serve_planner(options: PlannerOptions) -> None:
-    from planner.decoder import SubtaskDecoder
+    from planner.decoder import DEFAULT_MAX_NEW_TOKENS, SubtaskDecoder
+    from planner.reasoning import (
+        DEFAULT_MAX_REASONING_TOKENS,
+        ReasoningPlanner,
+        ReasoningSessions,
+    )
     from planner.service import PlannerService
     from policy.tokenizer import TextTokenizer
 
@@ -126,15 +141,17 @@ async def serve_planner(options: PlannerOptions) -> None:
     await health.set(False)
     log.info("planner listening on %s, loading %s", options.address, model_dir.root)
 
+    max_tokens = options.max_tokens
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_REASONING_TOKENS if options.reasoning else DEFAULT_MAX_NEW_TOKENS
+
     def build():
-        decoder = SubtaskDecoder(
-            model_dir.load_model(),
-            TextTokenizer(model_dir.tokenizer_path),
-            model_dir.config,
-            vocab=options.vocab,
-            max_new_tokens=options.max_tokens,
-            buckets=(1,),
-        )
+        model, tokenizer, cfg = model_dir.load_model(), TextTokenizer(model_dir.tokenizer_path), model_dir.config
+        if options.reasoning:
+            reasoner = ReasoningPlanner(model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens)
+            reasoner.warm_up()
+            return ReasoningSessions(reasoner)
+        decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens, buckets=(1,))
         decoder.warm_up()
         return decoder
 
@@ -197,7 +214,11 @@ class PlannerSupervisor:
     def command(self) -> list[str]:
         o = self._options
         cmd = [sys.executable, "-m", "runtime.cli", "serve-planner", *o.model.cli_args(), "--address", self.address]
-        cmd += ["--max-tokens", str(o.planner_max_tokens), "--max-message-mb", str(o.max_message_mb)]
+        cmd += ["--max-message-mb", str(o.max_message_mb)]
+        if o.planner_max_tokens is not None:
+            cmd += ["--max-tokens", str(o.planner_max_tokens)]
+        if o.reasoning:
+            cmd.append("--reasoning")
         if o.planner_cpus:
             cmd += ["--cpus", o.planner_cpus]
         return cmd
@@ -257,7 +278,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         raise ValueError(f"--camera maps to {unknown[0]!r}, which the model does not read ({list(cfg.image_keys)})")
 
     stats = Stats()
-    registry = SessionRegistry(settings)
+    registry = SessionRegistry(settings, reasoning=options.reasoning)
     metadata = registry.metadata(config_json(cfg), options.num_steps)
     engine_holder: dict = {}
     actor_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="actor")
@@ -306,9 +327,8 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     background.append(asyncio.create_task(link.run()))
 
     def build():
-        engine = ChunkEngine.from_model_dir(
-            model_dir, EngineConfig(action_dims=action_dims), num_steps=options.num_steps
-        )
+        config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning)
+        engine = ChunkEngine.from_model_dir(model_dir, config, num_steps=options.num_steps)
         warm_up_actor(engine, settings, cfg.vision.image_size, options.max_batch)
         return engine
 

@@ -2,7 +2,8 @@
 
 Plain Python, no sockets: the servicer and the planner link call into a `SessionRegistry`, tests call it
 directly. A session holds its task, the last observation step, the latest subtask (text + version) and the
-latest observation the planner has not seen yet.
+latest observation the planner has not seen yet. With a reasoning checkpoint the subtask is the planner's
+latest reasoning, and the actor's context before the first one is the task spelled as a first segment's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from actor.engine import ChunkRequest, Leftover
+from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy
 
@@ -45,15 +47,21 @@ class Session:
     updates: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
     first_subtask: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     taken_over: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    reasoning: bool = False
 
     def actor_subtask(self) -> str:
-        """The latest subtask; before the planner's first answer, the plain task."""
-        return self.subtask or self.task
+        """The latest subtask; before the planner's first answer, the plain task (or its first-step context)."""
+        if self.subtask:
+            return self.subtask
+        return reasoning_first_context(self.task) if self.reasoning else self.task
 
 
 class SessionRegistry:
-    def __init__(self, settings: SessionSettings):
+    """reasoning: the served checkpoint follows the reasoning protocol (`serve --reasoning`)."""
+
+    def __init__(self, settings: SessionSettings, *, reasoning: bool = False):
         self.settings = settings
+        self.reasoning = reasoning
         self._sessions: dict[str, Session] = {}
         self._ids = itertools.count(1)
 
@@ -71,7 +79,7 @@ class SessionRegistry:
         old stream died): the old stream is told to end, and step count and subtask carry over."""
         task = _checked_task(task, "open.task", allow_empty=True)
         session_id = session_id or f"session-{next(self._ids)}"
-        session = Session(session_id, task)
+        session = Session(session_id, task, reasoning=self.reasoning)
         old = self._sessions.get(session_id)
         if old is not None:
             old.taken_over.set()

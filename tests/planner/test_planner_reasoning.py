@@ -1,8 +1,10 @@
 """ReasoningPlanner on a tiny random pi0.5: the think/act choice is the one a full pass over the prompt gives,
-the reasoning is the greedy continuation of the think row, and bad requests are refused by field."""
+the reasoning is the greedy continuation of the think row, and bad requests are refused by field. The planner
+service's sessions think from their latest reasoning, renew it on think and keep it on act."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import jax
@@ -11,18 +13,27 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from planner.decoder import PlanRequestError, vocab_mask
-from planner.reasoning import ReasoningPlanner, ReasoningRequest
+from planner.decoder import PlanRequest, PlanRequestError, vocab_mask
+from planner.reasoning import (
+    ReasoningPlanner,
+    ReasoningRequest,
+    ReasoningSessions,
+    SessionReasoning,
+)
 from planner.reference import full_recompute_generate
 from planner.sampling import choose_token
+from planner.service import PlannerService
 from policy import masks
 from policy.batching import Row, build_input
 from policy.prompts import (
     TokenizedPrompt,
     pad_tokens,
+    reasoning_first_context,
     reasoning_prefix_ids,
     tokenize_reasoning_prompt,
 )
+from protos.robot_runtime.v1 import runtime_pb2 as pb
+from runtime.wire import numpy_to_image
 
 EMBEDDING = "PaliGemma/llm/embedder/input_embedding"
 # Below the protocol's ids of the tiny 512-token vocabulary (380, 381, 382), as training requires.
@@ -59,6 +70,17 @@ def reasoner(make_reasoner, planner_model):
 
 
 @pytest.fixture(scope="module")
+def swapped_model(make_planner_model, planner_params, reasoner):
+    """`<bor>` and `<boa>` trade embedding rows: it thinks wherever the tiny network acts (see the first test)."""
+    return make_planner_model(_swapped_begin_rows(planner_params, reasoner.special))
+
+
+@pytest.fixture(scope="module")
+def swapped_reasoner(make_reasoner, swapped_model):
+    return make_reasoner(swapped_model)
+
+
+@pytest.fixture(scope="module")
 def reasoning_requests(camera_images):
     return [ReasoningRequest(images, context) for images, context in zip(camera_images, CONTEXTS, strict=True)]
 
@@ -80,10 +102,9 @@ def _swapped_begin_rows(params: dict, special) -> dict:
 
 def test_the_choice_is_the_argmax_of_the_two_begin_tokens_after_eop(
     reasoner,
-    make_reasoner,
-    make_planner_model,
+    swapped_reasoner,
     planner_model,
-    planner_params,
+    swapped_model,
     planner_config,
     reasoning_tokenizer,
     reasoning_requests,
@@ -91,16 +112,14 @@ def test_the_choice_is_the_argmax_of_the_two_begin_tokens_after_eop(
     # Logits are tied to the input embedding: swapping the two rows swaps their logits (the prefix never reads
     # either token), so every request is checked once thinking and once acting.
     special = reasoner.special
-    swapped_model = make_planner_model(_swapped_begin_rows(planner_params, special))
-    swapped = make_reasoner(swapped_model)
-    for model, planner in ((planner_model, reasoner), (swapped_model, swapped)):
+    for model, planner in ((planner_model, reasoner), (swapped_model, swapped_reasoner)):
         for request in reasoning_requests:
             step = planner.plan(request)
             bor, boa = _full_pass_begin_logits(model, planner_config, reasoning_tokenizer, special, request)
             assert step.decision == ("think", "act")[int(np.argmax([bor, boa]))]
             np.testing.assert_allclose(step.margin, bor - boa, atol=1e-4)
     margins = [reasoner.plan(r).margin for r in reasoning_requests]
-    swapped_margins = [swapped.plan(r).margin for r in reasoning_requests]
+    swapped_margins = [swapped_reasoner.plan(r).margin for r in reasoning_requests]
     np.testing.assert_allclose(swapped_margins, np.negative(margins), atol=1e-4)
 
 
@@ -162,3 +181,56 @@ def test_bad_settings_are_refused(reasoner, reasoning_requests):
         reasoner.plan(reasoning_requests[0], force="wait")  # type: ignore[arg-type]
     with pytest.raises(PlanRequestError, match="temperature"):
         reasoner.plan(reasoning_requests[0], temperature=-1.0)
+
+
+SESSION_TASK = "put the red cube in the bowl"
+
+
+def _plan_proto(step: int, cameras: dict[str, np.ndarray], task: str = SESSION_TASK) -> pb.PlanRequest:
+    images = {key: numpy_to_image(image) for key, image in cameras.items()}
+    return pb.PlanRequest(session_id="arm", observation_step=step, images=images, task=task)
+
+
+def test_a_session_thinks_into_a_new_reasoning_and_acts_on_the_one_it_has(
+    reasoner, swapped_reasoner, camera_images
+):
+    # The two planners choose opposite ways on the first context, so both branches run.
+    renewed = kept = 0
+    for planner in (reasoner, swapped_reasoner):
+        sessions = ReasoningSessions(planner)
+        service = PlannerService(sessions)
+        before = SessionReasoning(SESSION_TASK, reasoning_first_context(SESSION_TASK), 0, 0)
+        for step, cameras in enumerate(camera_images[:4], start=1):
+            expected = planner.plan(ReasoningRequest(cameras, before.text))
+            reply = asyncio.run(service.plan(_plan_proto(step, cameras)))
+            after = sessions.get("arm")
+            if expected.decision == "think" and expected.text:
+                assert after == SessionReasoning(SESSION_TASK, expected.text, before.version + 1, step)
+                assert (reply.subtask, tuple(reply.tokens)) == (expected.text, expected.token_ids)
+                renewed += 1
+            else:
+                assert after == dataclasses.replace(before, step=step)
+                assert reply.subtask == ""
+                kept += 1
+            before = after
+    assert renewed and kept
+
+
+def test_a_new_task_or_a_step_that_does_not_increase_starts_the_session_over(
+    reasoner, swapped_reasoner, camera_images
+):
+    cameras = camera_images[0]
+    first = ReasoningRequest(cameras, reasoning_first_context(SESSION_TASK))
+    thinker = next(p for p in (reasoner, swapped_reasoner) if p.plan(first).decision == "think")
+    sessions = ReasoningSessions(thinker)
+    request = PlanRequest(cameras, SESSION_TASK)
+    _, thought = sessions.plan("arm", 5, request)
+    assert thought.version == 1 and thought.text
+    assert sessions.plan("arm", 5, request)[1] == thought
+    _, other = sessions.plan("arm", 6, PlanRequest(cameras, "Instruction: open the drawer"))
+    assert other.task == "Instruction: open the drawer" and other.version <= 1 and other.step == 6
+
+    one = ReasoningSessions(thinker, max_sessions=1)
+    one.plan("a", 1, request)
+    one.plan("b", 1, request)
+    assert one.get("a") is None and one.get("b") is not None

@@ -6,7 +6,8 @@
   from stage 1's weights;
 - LoRA leaves every base language-model weight bit-identical; with EMA the served weights are the average;
 - data parallel + FSDP over 4 CPU devices computes the same losses as one device;
-- the reasoning LoRA twin trains on cot_simple.json-style annotations.
+- the reasoning LoRA twin trains on cot_simple.json-style annotations, and `serve --reasoning` streams chunks
+  on its reasoning over loopback.
 """
 
 from __future__ import annotations
@@ -155,12 +156,11 @@ def test_data_parallel_fsdp_on_four_cpu_devices_matches_one_device(workspace):
             np.testing.assert_allclose(mesh[step][key], one[step][key], rtol=2e-3, err_msg=f"{key} at step {step}")
 
 
-def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset, capsys):
-    import cv2
+@pytest.fixture(scope="module")
+def reasoning_run(workspace, recorded_dataset):
+    """The reasoning LoRA twin trained 3 steps on the recording's cot_simple.json → run, dataset, annotations."""
     from lerobot_layouts import write_cot
 
-    from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
-    from policy.model_dir import ModelDir
     from training.lerobot import LeRobotDataset
 
     root, base = workspace
@@ -169,6 +169,17 @@ def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset, caps
     document = write_cot(dataset, cot)
     run = _train("pi05_reason_lora_tiny", "reason", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
                                                      f"data.reasoning_json={cot}"])
+    return run, dataset, document
+
+
+def test_reasoning_config_trains_text_and_flow(workspace, reasoning_run, capsys):
+    import cv2
+
+    from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+    from policy.model_dir import ModelDir
+
+    root, _ = workspace
+    run, dataset, document = reasoning_run
     records = _records(run)
     assert all(np.isfinite(r["subtask_ce"]) and np.isfinite(r["flow_mse"]) for r in records.values())
     assert (run / "3" / "params").is_dir()
@@ -187,3 +198,48 @@ def test_reasoning_config_trains_text_and_flow(workspace, recorded_dataset, caps
     engine = ChunkEngine.from_model_dir(ModelDir.open(run / "3"), EngineConfig(action_dims=7, reasoning=True))
     [chunk] = engine.run([ChunkRequest({"base_0_rgb": image}, frame.task, "Next I move", frame.state, seed=0)])
     assert chunk.actions.shape == (engine.model_config.action_horizon, 7) and np.isfinite(chunk.actions).all()
+
+
+def test_serve_reasoning_streams_chunks_on_the_first_context_or_a_thought(reasoning_run, tmp_path):
+    """`robot-runtime serve --reasoning` (runtime + planner processes) over loopback: every chunk is conditioned
+    on the first-step context (version 0) or on a reasoning the planner sent, and versions move only with those."""
+    import grpc
+
+    from policy.prompts import reasoning_first_context
+    from protos.robot_runtime.v1 import runtime_pb2 as pb
+    from runtime.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
+
+    sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+    from server_process import Stream, run_server, runtime_stats, wait_until
+
+    run, dataset, document = reasoning_run
+    first = dataset.frame(0)
+    context = reasoning_first_context(first.task)
+    assert context == document[str(first.episode_index)]["segments"][0]["content"]
+    with run_server(run / "3", tmp_path, "--reasoning", "--max-tokens", "8") as server, \
+            grpc.insecure_channel(server.address) as channel:
+        stream = Stream(channel, task=first.task, session_id="arm")
+        chunks = []
+
+        def planned(answers: int) -> bool:
+            """Sends one more observation (the link drops one the planner was not up for), then: enough answers?"""
+            step = len(chunks) + 1
+            frame = dataset.frame(step % len(dataset))
+            images = {c: numpy_to_image(frame.images[f"observation.images.{c}"]) for c in ("agentview", "wrist")}
+            chunks.append(stream.chunk(pb.Observation(step=step, images=images, state=numpy_to_tensor(frame.state))))
+            return runtime_stats(channel).latency["planner_decode"].count >= answers
+
+        wait_until(lambda: planned(4), 240, "four planner answers")
+        stats = runtime_stats(channel)
+        stream.close()
+
+    thoughts = {update.version: update.text for update in stream.subtasks}
+    assert sorted(thoughts) == list(range(1, len(stream.subtasks) + 1)) and all(thoughts.values())
+    assert len(thoughts) <= stats.counters["subtask_updates"] <= stats.latency["planner_decode"].count
+    texts = {0: context, **thoughts}
+    for chunk in chunks:
+        actions = tensor_to_numpy(chunk.actions, "actions")
+        assert actions.shape == (10, 7) and np.isfinite(actions).all()
+        assert chunk.subtask == texts[chunk.subtask_version]
+    versions = [c.subtask_version for c in chunks]
+    assert versions == sorted(versions)
