@@ -97,7 +97,7 @@ class EngineConfig:
     """How chunks reach the robot. use_quantiles None follows openpi: quantiles for pi0.5, z-score for pi0.
 
     state_in_prompt: put the discretized normalized state in the actor prompt (then every request needs a
-    state). seed: for requests without their own seed; None draws fresh entropy.
+    state); None follows the checkpoint's `discrete_state_input`. seed: for requests without their own seed; None draws fresh entropy.
     reasoning: the checkpoint follows the reasoning protocol (seed 002): the prompt is its act row
     `<bos>{subtask}<eop><boa>`, `<boa>` causal, exactly as training builds it; the request's subtask is the
     planner's latest reasoning (or the task, until the planner has one).
@@ -105,7 +105,7 @@ class EngineConfig:
 
     action_dims: int
     use_quantiles: bool | None = None
-    state_in_prompt: bool = False
+    state_in_prompt: bool | None = None
     reasoning: bool = False
     limits: ActionLimits | None = None
     max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
@@ -154,6 +154,9 @@ class ChunkEngine:
         self.tokenizer = tokenizer
         self.norm_stats = dict(norm_stats)
         self.use_quantiles = self.model_config.pi05 if config.use_quantiles is None else config.use_quantiles
+        self.state_in_prompt = (
+            self.model_config.discrete_state_input if config.state_in_prompt is None else config.state_in_prompt
+        )
         self._rng = np.random.default_rng(config.seed)
 
     @classmethod
@@ -215,9 +218,9 @@ class ChunkEngine:
         if not isinstance(request.subtask, str) or not clean_instruction(request.subtask):
             raise invalid("subtask", "is empty; the actor needs the planner's current subtask")
         state = None if request.state is None else self._normalized_state(request.state, invalid)
-        if self.config.state_in_prompt and state is None:
+        if self.state_in_prompt and state is None:
             raise invalid("state", "is required: this engine puts the state in the actor prompt")
-        prompt_state = state if self.config.state_in_prompt else None
+        prompt_state = state if self.state_in_prompt else None
         if self.config.reasoning:
             prompt, ar_mask = self._act_prompt(request.subtask, prompt_state, invalid)
         else:

@@ -227,10 +227,11 @@ class SubtaskDecoder:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
         norm_stats: Mapping[str, NormStats] | None = None,
-        use_state: bool = False,
+        use_state: bool | None = None,
         forbidden: Sequence[int] = (),
     ) -> None:
-        """`forbidden`: ids never emitted whatever `vocab` allows (a protocol's special tokens)."""
+        """`forbidden`: ids never emitted whatever `vocab` allows (a protocol's special tokens). `use_state`: the
+        state goes into the prompt (needs `norm_stats`); None follows the checkpoint's `discrete_state_input`."""
         if tokenizer.vocab_size > cfg.vocab_size:
             raise PlanRequestError(
                 f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
@@ -239,6 +240,8 @@ class SubtaskDecoder:
         if not buckets or any(b <= 0 for b in buckets):
             raise PlanRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
         _check_max_new_tokens(max_new_tokens)
+        if use_state is None:
+            use_state = cfg.discrete_state_input
         self._state_stats = _state_stats(norm_stats) if use_state else None
         self._tokenizer = tokenizer
         self._cfg = cfg

@@ -99,6 +99,7 @@ def run_query(query: Query) -> PlanResult:
         vocab=query.vocab,
         max_new_tokens=query.max_new_tokens,
         buckets=(1,),
+        norm_stats=model_dir.norm_stats,
     )
     if query.warm_up:
         decoder.warm_up()

@@ -110,9 +110,11 @@ class ReasoningPlanner:
         vocab: VocabSpec = "ascii",
         max_new_tokens: int = DEFAULT_MAX_REASONING_TOKENS,
         norm_stats: Mapping[str, NormStats] | None = None,
-        use_state: bool = False,
+        use_state: bool | None = None,
     ) -> None:
         self._special = reasoning_tokens(cfg.vocab_size)
+        if use_state is None:
+            use_state = cfg.discrete_state_input
         self._decoder = SubtaskDecoder(
             model,
             tokenizer,

@@ -15,6 +15,12 @@ DTYPES = ("bfloat16", "float32")
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    """The network, plus the one prompt choice a checkpoint is trained with and must be served with.
+
+    discrete_state_input: the normalized state, discretized, is part of the planner and actor prompts
+    (`Task: …, State: …;`), as openpi's pi0.5 does; the actor and planner then need the state in every request.
+    """
+
     paligemma: GemmaConfig
     action_expert: GemmaConfig
     vision: SiglipConfig
@@ -25,6 +31,7 @@ class ModelConfig:
     vocab_size: int = PALIGEMMA_VOCAB_SIZE
     dtype: str = "bfloat16"
     image_keys: tuple[str, ...] = IMAGE_KEYS
+    discrete_state_input: bool = False
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

@@ -148,10 +148,20 @@ async def serve_planner(options: PlannerOptions) -> None:
     def build():
         model, tokenizer, cfg = model_dir.load_model(), TextTokenizer(model_dir.tokenizer_path), model_dir.config
         if options.reasoning:
-            reasoner = ReasoningPlanner(model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens)
+            reasoner = ReasoningPlanner(
+                model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens, norm_stats=model_dir.norm_stats
+            )
             reasoner.warm_up()
             return ReasoningSessions(reasoner)
-        decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens, buckets=(1,))
+        decoder = SubtaskDecoder(
+            model,
+            tokenizer,
+            cfg,
+            vocab=options.vocab,
+            max_new_tokens=max_tokens,
+            buckets=(1,),
+            norm_stats=model_dir.norm_stats,
+        )
         decoder.warm_up()
         return decoder
 

@@ -57,7 +57,7 @@ class PlannerEvalError(UserFacingError):
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-    """One observation of an expert episode: model camera key → image, and the expert's label."""
+    """One observation of an expert episode: model camera key → image, the robot state, the expert's label."""
 
     task: str
     seed: int
@@ -65,6 +65,7 @@ class Frame:
     instruction: str
     cameras: Mapping[str, np.ndarray]
     label: str
+    state: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _episode_frames(
         if env.step_count % every == 0:
             images = {cameras[c]: image for c, image in obs["images"].items()}
             frames.append(
-                Frame(task, seed, env.step_count, obs["task"], images, subtask)
+                Frame(task, seed, env.step_count, obs["task"], images, subtask, np.asarray(obs["state"]))
             )
 
     run_episode(env, seed=seed, on_step=keep)
@@ -129,7 +130,7 @@ def plan_frames(
     try:
         for start in range(0, len(frames), batch):
             chunk = frames[start : start + batch]
-            requests = [PlanRequest(f.cameras, f.instruction) for f in chunk]
+            requests = [PlanRequest(f.cameras, f.instruction, f.state) for f in chunk]
             began = time.perf_counter()
             results = decoder.decode(requests, temperature=0.0)
             elapsed_ms = (time.perf_counter() - began) * 1e3
@@ -230,6 +231,7 @@ def load_decoder(
         model_dir.config,
         max_new_tokens=max_new_tokens,
         buckets=(batch,),
+        norm_stats=model_dir.norm_stats,
     )
     return model_dir, decoder
 

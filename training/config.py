@@ -46,7 +46,6 @@ class DataConfig:
 
     cameras: (dataset camera key, model image key) pairs; model keys the dataset lacks are masked out.
     task_key: a per-frame column with the task; None uses `overall_task` when present, else the tasks table.
-    state_in_prompt: put the discretized state into the planner and actor prompts (pi0.5's discrete state).
     reasoning_json: with it, every sample is a think or an act row of the reasoning protocol (policy.prompts)
     instead of the subtask and actor rows; see training.reasoning.
     """
@@ -60,7 +59,6 @@ class DataConfig:
     episodes: tuple[int, ...] | None = None
     asset_id: str = "default"
     use_quantile_norm: bool = True
-    state_in_prompt: bool = False
     augment: bool = True
     num_workers: int = 2
     # cot_simple.json-style reasoning annotations: the text row becomes the reasoning protocol's (seed 002).
@@ -283,10 +281,11 @@ def _builtin() -> TrainConfig:
         vision,
         action_dim=8,
         action_horizon=10,
-        max_token_len=40,
+        max_token_len=72,
         vocab_size=1024,
         dtype="float32",
         image_keys=("base_0_rgb", "left_wrist_0_rgb"),
+        discrete_state_input=True,
     )
     return TrainConfig(
         name="pi05_builtin",
@@ -303,7 +302,7 @@ def _builtin() -> TrainConfig:
         save_interval=1_000,
         keep_period=None,
         tokenizer_vocab_size=512,
-        max_text_len=48,
+        max_text_len=80,
     )
 
 

@@ -125,7 +125,7 @@ class SampleMaker:
         quantiles = self.data.use_quantile_norm
         state = normalize(frame.state, self.norm_stats["state"], use_quantiles=quantiles).astype(np.float32)
         actions = normalize(frame.actions, self.norm_stats["actions"], use_quantiles=quantiles).astype(np.float32)
-        prompt_state = state if self.data.state_in_prompt else None
+        prompt_state = state if self.model.discrete_state_input else None
         if self.reasoning is not None:
             rows = self._reasoning_rows(frame, rng, prompt_state)
         else:

@@ -83,9 +83,10 @@ def frame(tiny_config) -> Frame:
 
 
 def _training_act_sample(tiny_config, tokenizer, norm_stats, frame, state_in_prompt: bool) -> dict:
-    data = DataConfig(cameras=(("agentview", "base_0_rgb"),), augment=False, state_in_prompt=state_in_prompt)
+    data = DataConfig(cameras=(("agentview", "base_0_rgb"),), augment=False)
+    model = tiny_config.replace(discrete_state_input=state_in_prompt)
     acting = ReasoningSampler({0: [Segment(INSTRUCTION, 0, 9, REASONING)]}, think_prob=0.0, outdated_prob=0.0)
-    sample = SampleMaker(tiny_config, data, tokenizer, norm_stats, reasoning=acting)(frame, np.random.default_rng(0))
+    sample = SampleMaker(model, data, tokenizer, norm_stats, reasoning=acting)(frame, np.random.default_rng(0))
     assert sample["flow_mask"]
     return sample
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -166,6 +167,15 @@ def test_bad_requests_name_the_field(tiny_sampler, actor_tokenizer, norm_stats, 
     assert caught.value.field == field and caught.value.index == 1
     assert str(caught.value).startswith(f"{field}: ")
     assert tiny_sampler.compile_count == compiles
+
+
+def test_the_prompt_state_follows_the_checkpoint_unless_configured(tiny_sampler, actor_tokenizer, norm_stats):
+    discrete = copy.copy(tiny_sampler)
+    discrete.cfg = tiny_sampler.cfg.replace(discrete_state_input=True)
+    assert ChunkEngine(discrete, actor_tokenizer, norm_stats, EngineConfig(action_dims=ACTION_DIMS)).state_in_prompt
+    assert not ChunkEngine(tiny_sampler, actor_tokenizer, norm_stats, EngineConfig(action_dims=ACTION_DIMS)).state_in_prompt
+    forced = EngineConfig(action_dims=ACTION_DIMS, state_in_prompt=False)
+    assert not ChunkEngine(discrete, actor_tokenizer, norm_stats, forced).state_in_prompt
 
 
 def test_engine_config_errors(tiny_sampler, actor_tokenizer, norm_stats):

@@ -139,6 +139,20 @@ def test_state_goes_into_the_prompt_when_configured(make_decoder, planner_model,
         make_decoder(planner_model, use_state=True)
 
 
+def test_checkpoints_trained_with_discrete_state_get_the_state_by_default(
+    planner_model, planner_config, cjk_tokenizer, requests
+):
+    from planner.decoder import SubtaskDecoder
+
+    stats = {"state": NormStats(np.zeros(8), np.ones(8), -np.ones(8), np.ones(8))}
+    cfg = planner_config.replace(discrete_state_input=True)
+    decoder = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), norm_stats=stats)
+    with pytest.raises(PlanRequestError, match=r"requests\[0\]\.state is missing"):
+        decoder.decode(requests[:1])
+    plain = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), use_state=False)
+    assert len(plain.decode(requests[:1])) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
