@@ -202,6 +202,8 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.image_size < 16:
         raise UserError(f"--image-size must be >= 16 pixels, got {args.image_size}")
+    if not args.action_noise >= 0:
+        raise UserError(f"--action-noise must be >= 0, got {args.action_noise}")
     import pathlib
 
     out = pathlib.Path(args.out)
@@ -214,7 +216,8 @@ def _record(args: argparse.Namespace) -> int:
 
     try:
         summary = record(tasks, args.episodes, out, seed=args.seed, workers=args.workers,
-                         image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress)
+                         image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress,
+                         action_noise=args.action_noise)
     except RuntimeError as err:
         raise UserError(str(err)) from err
     print(f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
@@ -417,6 +420,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="attempt k uses seed SEED + k")
     p.add_argument("--workers", type=int, default=1, help="episodes recorded in parallel processes")
     p.add_argument("--image-size", type=int, default=224, help="camera images are PX x PX")
+    p.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="execute the expert's actions plus N(0, SIGMA²) noise, record the clean ones (DART)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_record)

@@ -16,7 +16,12 @@ Layout written under ``out_dir``::
         index, task_index (int64), subtask (string: the expert's current subtask for that frame)
     videos/chunk-000/observation.images.agentview/episode_000000.mp4   (and .wrist; MPEG-4 part 2 "mp4v")
 
-Frame t holds the observation before action t. Episodes where the expert fails are dropped (counted in the
+Frame t holds the observation before action t. With ``action_noise`` σ > 0 the env executes the expert's
+action plus Gaussian noise (σ on the position dims, σ/3 on the rotation dims, none on the gripper) during
+the free-space moves ("move to …", "move above …"; grasping and releasing stay clean, since a jolt there
+drops the object) while the dataset keeps the expert's clean action: the expert then demonstrates how to recover from states off its own
+path, which a policy trained by imitation reaches through its own errors (DART, Laskey et al. 2017).
+Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
 ``seed + k`` and task ``task_name[k % len(task_name)]``, so a run is reproducible; kept episodes keep the
 attempt order.
@@ -46,6 +51,7 @@ STATE_NAMES = ["ee_x", "ee_y", "ee_z", "ee_ax", "ee_ay", "ee_az", "finger_left",
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 VIDEO_FOURCC = "mp4v"
 IMAGE_STAT_SAMPLES = 40  # frames per episode used for the image statistics
+NOISY_SUBTASKS = ("move to ", "move above ")  # the phases that action_noise perturbs
 
 
 def video_key(camera: str) -> str:
@@ -107,8 +113,10 @@ def _image_stats(frames: list[np.ndarray]) -> dict:
 class _EpisodeWorker:
     """Rolls expert episodes with one env per task, streaming frames to mp4 in a scratch folder."""
 
-    def __init__(self, scratch: str, image_size, cameras, control_hz: float, task_options: dict):
+    def __init__(self, scratch: str, image_size, cameras, control_hz: float, task_options: dict,
+                 action_noise: float = 0.0):
         self.scratch = scratch
+        self.action_noise = action_noise
         self.image_size = tuple(image_size)
         self.cameras = tuple(cameras)
         self.control_hz = control_hz
@@ -145,6 +153,8 @@ class _EpisodeWorker:
         stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
         done = False
         info = {"success": False}
+        noise_rng = np.random.default_rng([seed, attempt])
+        noise_scale = self.action_noise * np.array([1, 1, 1, 1 / 3, 1 / 3, 1 / 3, 0], np.float64)
         try:
             while not done:
                 action, subtask = expert.act(env)
@@ -157,6 +167,8 @@ class _EpisodeWorker:
                 states.append(obs["state"])
                 actions.append(action.astype(np.float32))
                 subtasks.append(subtask)
+                if self.action_noise > 0 and subtask.startswith(NOISY_SUBTASKS):
+                    action = np.clip(action + noise_rng.normal(size=action.shape) * noise_scale, -1.0, 1.0)
                 obs, done, info = env.step(action)
         finally:
             for wr in writers.values():
@@ -187,10 +199,10 @@ class _EpisodeWorker:
 _WORKER: _EpisodeWorker | None = None
 
 
-def _pool_init(scratch, image_size, cameras, control_hz, task_options):
+def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise):
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options)
+    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise)
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
@@ -282,6 +294,7 @@ def record(
     max_attempts: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    action_noise: float = 0.0,
     **task_options,
 ) -> dict:
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
@@ -299,6 +312,8 @@ def record(
             raise KeyError(f"unknown task {n!r}; known: {sorted(TASKS)}")
     if episodes < 0:
         raise ValueError("episodes must be >= 0")
+    if not (math.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite σ >= 0, got {action_noise}")
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -366,7 +381,7 @@ def record(
 
     try:
         if workers <= 1:
-            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options)
+            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise)
             try:
                 while len(kept) < episodes and attempts < max_attempts:
                     r = worker.run(*job(attempts))
@@ -381,7 +396,8 @@ def record(
 
             ctx = mp.get_context("spawn")  # GL contexts do not survive fork
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                     initargs=(scratch, image_size, cameras, control_hz, task_options)) as pool:
+                                     initargs=(scratch, image_size, cameras, control_hz, task_options,
+                                               action_noise)) as pool:
                 pending: deque = deque()
                 submitted = 0
                 while len(kept) < episodes:
@@ -419,6 +435,7 @@ def record(
         "chunks_size": CHUNKS_SIZE,
         "fps": fps,
         "splits": {"train": f"0:{n_eps}"},
+        "action_noise": action_noise,
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
         "features": build_features(image_size, cameras, fps),

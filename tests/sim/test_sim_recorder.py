@@ -131,3 +131,20 @@ def test_record_with_worker_processes_matches_single_process(tmp_path):
         ta = pq.read_table(tmp_path / "a" / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
         tb = pq.read_table(tmp_path / "b" / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
         assert ta.equals(tb)
+
+
+def test_action_noise_perturbs_the_motion_but_records_the_experts_clean_actions(tmp_path):
+    clean_dir, noisy_dir = tmp_path / "clean", tmp_path / "noisy"
+    record("pick_place", 1, clean_dir, seed=3, image_size=IMG, progress=False)
+    record("pick_place", 1, noisy_dir, seed=3, image_size=IMG, progress=False, action_noise=0.1)
+    clean = pq.read_table(clean_dir / "data/chunk-000/episode_000000.parquet").to_pydict()
+    noisy = pq.read_table(noisy_dir / "data/chunk-000/episode_000000.parquet").to_pydict()
+    assert json.loads((noisy_dir / "meta" / "info.json").read_text())["action_noise"] == 0.1
+
+    np.testing.assert_array_equal(noisy["action"][0], clean["action"][0])
+    assert not np.allclose(np.array(noisy["observation.state"][:20]), np.array(clean["observation.state"][:20]))
+    # The expert caps its speed at 0.3 m/s (0.6 in action units per 10 Hz step); executed noise would exceed it.
+    speeds = np.linalg.norm(np.array(noisy["action"])[:, :3], axis=1)
+    assert speeds.max() <= 0.6 + 1e-5
+    with pytest.raises(ValueError, match="action_noise"):
+        record("pick_place", 1, tmp_path / "bad", image_size=IMG, progress=False, action_noise=-1.0)
