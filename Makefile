@@ -36,7 +36,7 @@ demo: $(DEMO_STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/robot-runtime rollout --env builtin:all --checkpoint $(BUNDLE) \
 		--episodes $(DEMO_EPISODES) --seed 0 --workers 2 --image-size 64 --replan-steps 5 --video --out $(DEMO_OUT)
 
-# Re-creates bundles/builtin from scratch: record, norm stats, train, copy the serving files (about an hour).
+# Re-creates bundles/builtin from scratch: record, norm stats, three training stages, copy the serving files.
 bundle: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} PATH=$(abspath $(BIN)):$$PATH bash bundles/recreate_builtin.sh
 

@@ -1,0 +1,53 @@
+"""The policy shipped in bundles/builtin: what `make demo` serves."""
+
+import json
+import pathlib
+
+import pytest
+
+from policy.model_dir import ModelDir
+from runtime.cli import main as cli_main
+from training.config import get_config
+
+BUNDLE = pathlib.Path(__file__).resolve().parents[2] / "bundles" / "builtin"
+PHASES = ("move to the ", "grasp the ", "lift the ", "move above the ", "release the ")
+
+
+def test_bundle_is_small_and_matches_its_training_config():
+    size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20, f"bundle is {size / 2**20:.1f} MiB"
+    model_dir = ModelDir.open(BUNDLE)
+    assert model_dir.config == get_config("pi05_builtin").model
+    assert model_dir.tokenizer_path is not None and model_dir.tokenizer_path.is_file()
+    assert set(model_dir.norm_stats) == {"state", "actions"}
+    assert model_dir.norm_stats["actions"].dim == 7
+
+
+def _rollout(tmp_path, episodes: int, *extra: str) -> tuple[dict, str]:
+    out = tmp_path / "run"
+    rc = cli_main(["rollout", "--env", "builtin:all", "--checkpoint", str(BUNDLE), "--episodes", str(episodes),
+                   "--workers", "2", "--image-size", "64", "--replan-steps", "5", "--out", str(out), *extra])
+    return json.loads((out / "results.json").read_text()), rc
+
+
+def test_bundle_runs_a_short_closed_loop_episode_through_the_runtime(tmp_path, capsys):
+    results, rc = _rollout(tmp_path, 1, "--max-steps", "40", "--video")
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    episodes = results["episodes"]
+    assert [e["task"] for e in episodes] == ["pick_place", "two_stage"]
+    for episode in episodes:
+        assert episode["error"] is None and (tmp_path / "run" / episode["video"]).is_file()
+    assert results["server_ms"]["count"] >= 2 * 8
+    subtasks = [mark["text"] for e in episodes for mark in e["subtasks"]]
+    assert subtasks and all(s.startswith(PHASES) for s in subtasks), subtasks
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 7 is open: the CPU-trained bundle solves 0 of 50 held-out episodes")
+def test_bundle_solves_held_out_episodes(tmp_path, capsys):
+    results, rc = _rollout(tmp_path, 25)
+    print(capsys.readouterr().out[-2000:])
+    assert rc == 0
+    assert len(results["episodes"]) == 50
+    assert results["success_rate"] >= 0.8, results["per_task"]
