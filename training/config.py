@@ -7,6 +7,7 @@
 | pi05_action_expert     | KI stage 2: only the action expert trains          | 0 / 0 / 1, from stage 1        |
 | pi05_custom_lora       | LoRA on a custom LeRobot dataset (seed 003)        | 0 / 0 / 1                      |
 | pi05_reason_lora       | LoRA keeping the subtask text alive (seed 002)     | 1 / 0 / 1                      |
+| pi05_builtin           | the bundled demo policy (bundles/builtin)          | 1 / 0 / 1                      |
 
 The dataset is always a local path (`data.path`); nothing is fetched. Full-size configs start from the
 weights at `init_from` (openpi's `pi05_base/params`, or the stage-1 run for stage 2) and read the real
