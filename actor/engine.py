@@ -38,7 +38,6 @@ from policy.prompts import (
     tokenize_actor,
     tokenize_reasoning_prompt,
 )
-from policy.tokenizer import TextTokenizer
 
 
 class InvalidRequest(ValueError):
@@ -168,10 +167,9 @@ class ChunkEngine:
         num_steps: int = 10,
         buckets: Sequence[int] = DEFAULT_BUCKETS,
     ) -> ChunkEngine:
-        if model_dir.tokenizer_path is None:
-            raise ValueError(f"{model_dir.root} has no tokenizer; pass one to ModelDir.open")
+        tokenizer = model_dir.text_tokenizer()
         sampler = FlowSampler(model_dir.load_model(), model_dir.config, num_steps=num_steps, buckets=buckets)
-        return cls(sampler, TextTokenizer(model_dir.tokenizer_path), model_dir.norm_stats, config)
+        return cls(sampler, tokenizer, model_dir.norm_stats, config)
 
     def run(self, requests: Sequence[ChunkRequest]) -> list[ChunkResult]:
         """One chunk per request, in order; sessions are sampled together, up to the largest bucket at a time."""

@@ -126,7 +126,6 @@ def _load(query: Query) -> tuple[ModelDir, TextTokenizer, dict[str, np.ndarray]]
     """Checks what the user typed, then opens the checkpoint: (model dir, tokenizer, camera images)."""
     from policy.config import NAMED_CONFIGS
     from policy.model_dir import ModelDir
-    from policy.tokenizer import TextTokenizer
 
     if query.config_name is not None and query.config_name not in NAMED_CONFIGS:
         raise QueryError(f"unknown --config {query.config_name!r}; expected one of {sorted(NAMED_CONFIGS)}")
@@ -139,13 +138,8 @@ def _load(query: Query) -> tuple[ModelDir, TextTokenizer, dict[str, np.ndarray]]
             raise QueryError(f"image file {path} does not exist")
     model_dir = ModelDir.open(query.checkpoint, config_name=query.config_name, tokenizer=query.tokenizer)
     check_cameras(query.images, model_dir.config.image_keys)
-    if model_dir.tokenizer_path is None:
-        raise QueryError(f"{model_dir.root} has no tokenizer.model; pass --tokenizer PATH")
+    tokenizer = model_dir.text_tokenizer()
     cameras = {camera: read_rgb(path) for camera, path in query.images.items()}
-    try:
-        tokenizer = TextTokenizer(model_dir.tokenizer_path)
-    except ValueError as err:
-        raise QueryError(str(err)) from err
     return model_dir, tokenizer, cameras
 
 

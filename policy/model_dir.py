@@ -18,7 +18,7 @@ from policy import checkpoint
 from policy.checkpoint import CheckpointError
 from policy.config import ModelConfig, get_model_config
 from policy.normalize import NormStats, load_norm_stats, save_norm_stats
-from policy.tokenizer import train_tokenizer
+from policy.tokenizer import TextTokenizer, train_tokenizer
 
 CONFIG_FILE = "model_config.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -55,6 +55,15 @@ class ModelDir:
 
     def load_model(self):
         return checkpoint.load_model(self.config, self.root / "params")
+
+    def text_tokenizer(self) -> TextTokenizer:
+        """The prompt tokenizer; a one-line `CheckpointError` when there is none or it cannot be read."""
+        if self.tokenizer_path is None:
+            raise CheckpointError(f"{self.root} has no {TOKENIZER_FILE}; pass --tokenizer PATH")
+        try:
+            return TextTokenizer(self.tokenizer_path)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
 
 
 def _read_config(root: pathlib.Path, config_name: str | None) -> ModelConfig:

@@ -124,11 +124,9 @@ async def serve_planner(options: PlannerOptions) -> None:
         ReasoningSessions,
     )
     from planner.service import PlannerService
-    from policy.tokenizer import TextTokenizer
 
     model_dir = options.model.open()
-    if model_dir.tokenizer_path is None:
-        raise FileNotFoundError(f"{model_dir.root} has no tokenizer.model; pass --tokenizer")
+    tokenizer = model_dir.text_tokenizer()
     server = grpc_server.make_server(options.security, options.max_message_mb)
     health = grpc_server.Health(server, [pb.DESCRIPTOR.services_by_name["Planner"].full_name])
     stats = Stats()
@@ -146,7 +144,7 @@ async def serve_planner(options: PlannerOptions) -> None:
         max_tokens = DEFAULT_MAX_REASONING_TOKENS if options.reasoning else DEFAULT_MAX_NEW_TOKENS
 
     def build():
-        model, tokenizer, cfg = model_dir.load_model(), TextTokenizer(model_dir.tokenizer_path), model_dir.config
+        model, cfg = model_dir.load_model(), model_dir.config
         if options.reasoning:
             reasoner = ReasoningPlanner(
                 model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens, norm_stats=model_dir.norm_stats
@@ -277,8 +275,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
 
     model_dir = options.model.open()
     cfg = model_dir.config
-    if model_dir.tokenizer_path is None:
-        raise FileNotFoundError(f"{model_dir.root} has no tokenizer.model; pass --tokenizer")
+    model_dir.text_tokenizer()
     action_stats, state_stats = model_dir.norm_stats.get("actions"), model_dir.norm_stats.get("state")
     action_dims = options.action_dims or (action_stats.dim if action_stats else cfg.action_dim)
     state_dims = options.state_dims or (state_stats.dim if state_stats else cfg.action_dim)

@@ -32,7 +32,6 @@ from policy.config import NAMED_CONFIGS
 from policy.errors import UserFacingError
 from policy.model_dir import ModelDir
 from policy.prompts import clean_instruction
-from policy.tokenizer import TextTokenizer
 from sim.expert import run_episode
 from sim.recorder import video_key
 from sim.rollout import latency_summary
@@ -217,17 +216,9 @@ def load_decoder(
             f"unknown --config {config_name!r}; expected one of {sorted(NAMED_CONFIGS)}"
         )
     model_dir = ModelDir.open(checkpoint, config_name=config_name, tokenizer=tokenizer)
-    if model_dir.tokenizer_path is None:
-        raise PlannerEvalError(
-            f"{model_dir.root} has no tokenizer.model; pass --tokenizer PATH"
-        )
-    try:
-        text_tokenizer = TextTokenizer(model_dir.tokenizer_path)
-    except ValueError as err:
-        raise PlannerEvalError(str(err)) from err
     decoder = SubtaskDecoder(
         model_dir.load_model(),
-        text_tokenizer,
+        model_dir.text_tokenizer(),
         model_dir.config,
         max_new_tokens=max_new_tokens,
         buckets=(batch,),

@@ -59,3 +59,14 @@ def test_open_without_config_or_with_missing_tokenizer(tmp_path, tiny_dir):
     assert ModelDir.open(tmp_path, config_name="dummy").config.vocab_size == 1024
     with pytest.raises(CheckpointError, match="tokenizer .* does not exist"):
         ModelDir.open(tiny_dir, tokenizer=tmp_path / "missing.model")
+
+
+def test_text_tokenizer_opens_the_bundled_model_or_says_what_is_missing(tmp_path, tiny_dir):
+    assert isinstance(ModelDir.open(tiny_dir).text_tokenizer(), TextTokenizer)
+    (tmp_path / "params").mkdir()
+    with pytest.raises(CheckpointError, match="has no tokenizer.model; pass --tokenizer"):
+        ModelDir.open(tmp_path, config_name="dummy").text_tokenizer()
+    junk = tmp_path / "junk.model"
+    junk.write_bytes(b"not a sentencepiece model")
+    with pytest.raises(CheckpointError, match="not a SentencePiece model"):
+        ModelDir.open(tmp_path, config_name="dummy", tokenizer=junk).text_tokenizer()
