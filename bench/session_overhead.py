@@ -4,7 +4,13 @@
    process and once through a real `robot-runtime serve` over a loopback Session stream, raw and JPEG
    images. `paired_overhead` is, per chunk, the client's round trip minus the server's own queue + engine
    time for that chunk (robust to the engine's speed drifting on a shared machine); `overhead_p50_ms` is
-   median(stream round trip) − median(in-process call), which mixes in that drift.
+   median(stream round trip) − median(in-process call), which mixes in that drift. The frames are rendered
+   scenes of the built-in tasks (what a camera sends); `grpc_jpeg_noise` repeats the JPEG run on uniform
+   noise, the worst case for a JPEG decoder (about 4× the bytes of a scene).
+   `grpc_floor` is the same client and the same paired measure against a bare grpc.aio servicer that idles
+   for the engine's median time and then answers each raw observation with a zero chunk (no validation, no
+   actor): what gRPC and the client alone cost on this machine, waking up after an engine-long wait, so
+   `above_floor_p50_ms` is the runtime's own share.
 2. Planner interference: a separate `serve-planner` process pinned to its own core(s) and the runtime pinned to
    others; the actor's chunk latency while the planner decodes continuously (a client hammers Plan) vs while
    it is idle (the planner process is paused with SIGSTOP). ratio = p99 busy / p99 idle.
@@ -18,7 +24,9 @@ planner core 1.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing
 import os
 import pathlib
 import signal
@@ -39,7 +47,7 @@ from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
 from runtime.client import RobotClient  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
-from runtime.wire import numpy_to_image  # noqa: E402
+from runtime.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
 
 TASK = "put the red cube in the bowl"
 
@@ -48,12 +56,36 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 3), "p99_ms": round(float(np.percentile(samples_ms, 99)), 3)}
 
 
-def frames(seed: int) -> dict[str, np.ndarray]:
+SCENES = 8
+
+
+def noise_frames(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {name: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for name in ("agentview", "wrist")}
 
 
-def in_process_latency(checkpoint: pathlib.Path, calls: int) -> list[float]:
+def scene_frames(count: int = SCENES) -> list[dict[str, np.ndarray]]:
+    """Both cameras of the first frame of `count` built-in episodes."""
+    from sim import tasks
+
+    scenes = []
+    for seed in range(count):
+        env = tasks.make(("pick_place", "two_stage")[seed % 2], seed=seed, image_size=224)
+        scenes.append(dict(env.reset()["images"]))
+        env.close()
+    return scenes
+
+
+class FrameSource:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._scenes = scene_frames() if kind == "scene" else None
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        return self._scenes[i % len(self._scenes)] if self._scenes is not None else noise_frames(i)
+
+
+def in_process_latency(checkpoint: pathlib.Path, calls: int, frames: FrameSource) -> list[float]:
     from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
     from policy.model_dir import ModelDir
 
@@ -72,8 +104,11 @@ def in_process_latency(checkpoint: pathlib.Path, calls: int) -> list[float]:
     return samples
 
 
-def stream_latency(address: str, encoding: str, calls: int, state_dims: int) -> tuple[list[float], list[float]]:
+def stream_latency(
+    address: str, encoding: str, calls: int, state_dims: int, frames: FrameSource | None = None
+) -> tuple[list[float], list[float]]:
     """Round trips through `RobotClient` and, per chunk, round trip minus the server's queue + engine time."""
+    frames = frames or FrameSource("noise")
     state = np.linspace(-0.5, 0.5, state_dims, dtype=np.float32)
     samples, overheads = [], []
     with RobotClient(address, TASK, image_encoding=encoding) as client:
@@ -83,6 +118,67 @@ def stream_latency(address: str, encoding: str, calls: int, state_dims: int) -> 
                 samples.append(chunk.round_trip_ms)
                 overheads.append(chunk.round_trip_ms - chunk.timings.total_ms)
     return samples, overheads
+
+
+class EchoRuntime(pb_grpc.RobotRuntimeServicer):
+    """Metadata on open, then a zero chunk for every observation after `pause_ms` of idling (the engine's time),
+    reported as the chunk's server time like the runtime reports its engine time."""
+
+    def __init__(self, state_dims: int, pause_ms: float):
+        self._pause = pause_ms / 1e3
+        self._metadata = pb.RuntimeMetadata(
+            action_dims=7, action_horizon=10, state_dims=state_dims, cameras=["agentview", "wrist"], session_id="echo"
+        )
+        self._actions = numpy_to_tensor(np.zeros((10, 7), np.float32))
+
+    async def Session(self, request_iterator, context):
+        async for request in request_iterator:
+            if request.WhichOneof("kind") == "open":
+                yield pb.SessionEvent(metadata=self._metadata)
+            else:
+                start = time.perf_counter()
+                await asyncio.sleep(self._pause)
+                timings = pb.Timings(total_ms=(time.perf_counter() - start) * 1e3)
+                step = request.observation.step
+                chunk = pb.ActionChunk(observation_step=step, actions=self._actions, timings=timings)
+                yield pb.SessionEvent(chunk=chunk)
+
+
+def run_echo_server(port: int, state_dims: int, pause_ms: float) -> None:
+    from runtime.grpc_server import server_options
+    from runtime.serve import run_async
+
+    async def main():
+        server = grpc.aio.server(options=server_options())
+        pb_grpc.add_RobotRuntimeServicer_to_server(EchoRuntime(state_dims, pause_ms), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    run_async(main())
+
+
+def floor_overhead(calls: int, state_dims: int, frames: FrameSource, pause_ms: float) -> list[float]:
+    """Per chunk: round trip − pause through `EchoRuntime`, raw frames."""
+    port = free_port()
+    args = (port, state_dims, pause_ms)
+    server = multiprocessing.get_context("spawn").Process(target=run_echo_server, args=args, daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or not server.is_alive():
+                    raise RuntimeError(f"the echo server did not start (exit code {server.exitcode})") from None
+                time.sleep(0.1)
+        _, overheads = stream_latency(f"127.0.0.1:{port}", "raw", calls, state_dims, frames)
+        return overheads
+    finally:
+        server.terminate()
+        server.join(10)
 
 
 def free_port() -> int:
@@ -106,7 +202,7 @@ def wait_for_planner(address: str, timeout_s: float = 300) -> None:
 
 def hammer_planner(address: str, stop: threading.Event, counter: list[int]) -> None:
     request = pb.PlanRequest(
-        task=TASK, images={"base_0_rgb": numpy_to_image(frames(0)["agentview"])}, max_tokens=20
+        task=TASK, images={"base_0_rgb": numpy_to_image(noise_frames(0)["agentview"])}, max_tokens=20
     )
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.PlannerStub(channel)
@@ -170,21 +266,29 @@ def main() -> None:
         from policy.model_dir import ModelDir
 
         state_dims = ModelDir.open(checkpoint).norm_stats["state"].dim
-        local = in_process_latency(checkpoint, args.calls)
-        print(f"in-process engine: {percentiles(local)}", file=sys.stderr)
-        result: dict = {"in_process": percentiles(local)}
+        scenes = FrameSource("scene")
+        local = percentiles(in_process_latency(checkpoint, args.calls, scenes))
+        print(f"in-process engine: {local}", file=sys.stderr)
+        floor = percentiles(floor_overhead(args.calls, state_dims, scenes, local["p50_ms"]))
+        print(f"grpc floor (bare servicer idling {local['p50_ms']} ms per chunk): {floor}", file=sys.stderr)
+        result: dict = {"in_process": local, "grpc_floor": {**floor, "pause_ms": local["p50_ms"]}}
         (workdir / "a").mkdir()
         with serve_process(checkpoint, workdir / "a" / "serve.log", "--planner-interval", "3600") as runtime:
-            for encoding in ("raw", "jpeg"):
-                remote, overheads = stream_latency(runtime.address, encoding, args.calls, state_dims)
-                stats = percentiles(remote)
-                result[f"grpc_{encoding}"] = {
+            for name, encoding, frames in (
+                ("grpc_raw", "raw", scenes),
+                ("grpc_jpeg", "jpeg", scenes),
+                ("grpc_jpeg_noise", "jpeg", FrameSource("noise")),
+            ):
+                remote, overheads = stream_latency(runtime.address, encoding, args.calls, state_dims, frames)
+                stats, paired = percentiles(remote), percentiles(overheads)
+                result[name] = {
                     **stats,
-                    "paired_overhead": percentiles(overheads),
+                    "paired_overhead": paired,
+                    "above_floor_p50_ms": round(paired["p50_ms"] - floor["p50_ms"], 3),
                     "overhead_p50_ms": round(stats["p50_ms"] - result["in_process"]["p50_ms"], 3),
                     "overhead_p99_ms": round(stats["p99_ms"] - result["in_process"]["p99_ms"], 3),
                 }
-                print(f"grpc {encoding}: {result[f'grpc_{encoding}']}", file=sys.stderr)
+                print(f"{name}: {result[name]}", file=sys.stderr)
         if not args.skip_interference:
             (workdir / "b").mkdir()
             result["planner_interference"] = interference(checkpoint, workdir / "b", args.calls, state_dims)

@@ -74,7 +74,7 @@ class PlannerLink:
     async def _pump(self, call) -> None:
         while True:
             session = await self._next_session()
-            snapshot, session.pending_snapshot = session.pending_snapshot, None
+            snapshot = self._registry.take_snapshot(session)
             session.last_planned_at = time.monotonic()
             await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
             reply = await asyncio.wait_for(call.read(), self._reply_timeout)
