@@ -13,9 +13,16 @@
    `above_floor_p50_ms` is the runtime's own share.
 2. Planner interference: a separate `serve-planner` process pinned to its own core(s) and the runtime pinned to
    others; the actor's chunk latency while the planner decodes continuously (a client hammers Plan) vs while
-   it is idle (the planner process is paused with SIGSTOP). ratio = p99 busy / p99 idle.
+   it is idle (the planner process is paused with SIGSTOP). ratio = p99 busy / p99 idle. The bench's own
+   robot client runs on the runtime's cores and its Plan-hammering thread on the planner's, so the two
+   states differ only in what the planner does. The client asks for a chunk every `--interference-period-ms`
+   (20 ms, faster than a robot that replans every few 10 Hz control steps). Back to back (0) the client and
+   the engine alone keep the runtime's one core busy, and each new observation sends the planner a fresh
+   snapshot as soon as it is free: with a fast planner that is a 300 KB snapshot about every 10 ms, on the
+   same core, which then shows in the actor's tail.
 
-    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60]
+    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60] [--interference-calls 300]
+        [--interference-period-ms 20]
 
 The last line is one JSON object with the figures. On a 2-core machine the runtime gets core 0 and the
 planner core 1.
@@ -47,6 +54,7 @@ from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
 from runtime.client import RobotClient  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
+from runtime.serve import set_cpu_affinity  # noqa: E402
 from runtime.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
 
 TASK = "put the red cube in the bowl"
@@ -105,14 +113,23 @@ def in_process_latency(checkpoint: pathlib.Path, calls: int, frames: FrameSource
 
 
 def stream_latency(
-    address: str, encoding: str, calls: int, state_dims: int, frames: FrameSource | None = None
+    address: str,
+    encoding: str,
+    calls: int,
+    state_dims: int,
+    frames: FrameSource | None = None,
+    period_ms: float = 0.0,
 ) -> tuple[list[float], list[float]]:
-    """Round trips through `RobotClient` and, per chunk, round trip minus the server's queue + engine time."""
+    """Round trips through `RobotClient` and, per chunk, round trip minus the server's queue + engine time.
+    With `period_ms`, a request starts every `period_ms` like a robot's control loop; else back to back."""
     frames = frames or FrameSource("noise")
     state = np.linspace(-0.5, 0.5, state_dims, dtype=np.float32)
     samples, overheads = [], []
     with RobotClient(address, TASK, image_encoding=encoding) as client:
+        next_start = time.perf_counter()
         for i in range(calls + 3):
+            time.sleep(max(0.0, next_start - time.perf_counter()))
+            next_start += period_ms / 1e3
             chunk = client.infer(frames(i), state)
             if i >= 3:
                 samples.append(chunk.round_trip_ms)
@@ -200,7 +217,8 @@ def wait_for_planner(address: str, timeout_s: float = 300) -> None:
     raise TimeoutError(f"planner at {address} not ready after {timeout_s}s")
 
 
-def hammer_planner(address: str, stop: threading.Event, counter: list[int]) -> None:
+def hammer_planner(address: str, stop: threading.Event, counter: list[int], cpus: str) -> None:
+    set_cpu_affinity(cpus)
     request = pb.PlanRequest(
         task=TASK, images={"base_0_rgb": numpy_to_image(noise_frames(0)["agentview"])}, max_tokens=20
     )
@@ -211,7 +229,9 @@ def hammer_planner(address: str, stop: threading.Event, counter: list[int]) -> N
             counter[0] += 1
 
 
-def interference(checkpoint: pathlib.Path, workdir: pathlib.Path, calls: int, state_dims: int) -> dict:
+def interference(
+    checkpoint: pathlib.Path, workdir: pathlib.Path, calls: int, state_dims: int, period_ms: float
+) -> dict:
     cpus = os.cpu_count() or 2
     actor_cpus, planner_cpus = ("0", "1") if cpus <= 3 else (f"0-{cpus // 2 - 1}", f"{cpus // 2}-{cpus - 1}")
     port = free_port()
@@ -221,25 +241,30 @@ def interference(checkpoint: pathlib.Path, workdir: pathlib.Path, calls: int, st
          "--port", str(port), "--cpus", planner_cpus],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
     )
+    own_cpus = os.sched_getaffinity(0)
     try:
         wait_for_planner(planner_address)
         args = ("--planner-address", planner_address, "--actor-cpus", actor_cpus)
+        set_cpu_affinity(actor_cpus)
         with serve_process(checkpoint, workdir / "serve.log", *args) as runtime:
             stop, counter = threading.Event(), [0]
-            hammer = threading.Thread(target=hammer_planner, args=(planner_address, stop, counter), daemon=True)
+            hammer_args = (planner_address, stop, counter, planner_cpus)
+            hammer = threading.Thread(target=hammer_planner, args=hammer_args, daemon=True)
             hammer.start()
             time.sleep(1.0)
-            busy, _ = stream_latency(runtime.address, "raw", calls, state_dims)
+            busy, _ = stream_latency(runtime.address, "raw", calls, state_dims, period_ms=period_ms)
             stop.set()
             hammer.join()
             planner.send_signal(signal.SIGSTOP)
             time.sleep(0.5)
-            idle, _ = stream_latency(runtime.address, "raw", calls, state_dims)
+            idle, _ = stream_latency(runtime.address, "raw", calls, state_dims, period_ms=period_ms)
             planner.send_signal(signal.SIGCONT)
     finally:
+        os.sched_setaffinity(0, own_cpus)
         planner.terminate()
         planner.wait(timeout=30)
     return {
+        "period_ms": period_ms,
         "actor_cpus": actor_cpus,
         "planner_cpus": planner_cpus,
         "planner_busy": {**percentiles(busy), "plans_during": counter[0]},
@@ -253,6 +278,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="model directory (default: a fresh random `tiny` checkpoint)")
     parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument(
+        "--interference-calls", type=int, default=300, help="chunks per planner state (p99 needs a few hundred)"
+    )
+    parser.add_argument(
+        "--interference-period-ms", type=float, default=20.0,
+        help="one chunk request every this many ms, like a robot loop (0: back to back)",
+    )
     parser.add_argument("--skip-interference", action="store_true")
     args = parser.parse_args()
 
@@ -291,7 +323,9 @@ def main() -> None:
                 print(f"{name}: {result[name]}", file=sys.stderr)
         if not args.skip_interference:
             (workdir / "b").mkdir()
-            result["planner_interference"] = interference(checkpoint, workdir / "b", args.calls, state_dims)
+            result["planner_interference"] = interference(
+                checkpoint, workdir / "b", args.interference_calls, state_dims, args.interference_period_ms
+            )
         result["calls"] = args.calls
     print(json.dumps(result))
 
