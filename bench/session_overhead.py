@@ -14,14 +14,14 @@
 2. Planner interference: a separate `serve-planner` process pinned to its own core(s) and the runtime pinned to
    others; the actor's chunk latency while the planner decodes continuously (a client hammers Plan) vs while
    it is idle (the planner process is paused with SIGSTOP). ratio = p99 busy / p99 idle. The bench's own
-   robot client runs on the runtime's cores and its Plan-hammering thread on the planner's, so the two
+   robot client runs on the runtime's cores and the Plan-hammering process on the planner's, so the two
    states differ only in what the planner does. The client asks for a chunk every `--interference-period-ms`
    (20 ms, faster than a robot that replans every few 10 Hz control steps). Back to back (0) the client and
    the engine alone keep the runtime's one core busy, and each new observation sends the planner a fresh
    snapshot as soon as it is free: with a fast planner that is a 300 KB snapshot about every 10 ms, on the
    same core, which then shows in the actor's tail.
 
-    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60] [--interference-calls 300]
+    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60] [--interference-calls 1000]
         [--interference-period-ms 20]
 
 The last line is one JSON object with the figures. On a 2-core machine the runtime gets core 0 and the
@@ -41,7 +41,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -217,7 +216,8 @@ def wait_for_planner(address: str, timeout_s: float = 300) -> None:
     raise TimeoutError(f"planner at {address} not ready after {timeout_s}s")
 
 
-def hammer_planner(address: str, stop: threading.Event, counter: list[int], cpus: str) -> None:
+def hammer_planner(address: str, stop, counter, cpus: str) -> None:
+    """Plan after Plan until `stop` is set; runs in its own process so it shares no GIL with the robot client."""
     set_cpu_affinity(cpus)
     request = pb.PlanRequest(
         task=TASK, images={"base_0_rgb": numpy_to_image(noise_frames(0)["agentview"])}, max_tokens=20
@@ -226,7 +226,8 @@ def hammer_planner(address: str, stop: threading.Event, counter: list[int], cpus
         stub = pb_grpc.PlannerStub(channel)
         while not stop.is_set():
             stub.Plan(request, timeout=60)
-            counter[0] += 1
+            with counter.get_lock():
+                counter.value += 1
 
 
 def interference(
@@ -247,11 +248,16 @@ def interference(
         args = ("--planner-address", planner_address, "--actor-cpus", actor_cpus)
         set_cpu_affinity(actor_cpus)
         with serve_process(checkpoint, workdir / "serve.log", *args) as runtime:
-            stop, counter = threading.Event(), [0]
+            spawn = multiprocessing.get_context("spawn")
+            stop, counter = spawn.Event(), spawn.Value("i", 0)
             hammer_args = (planner_address, stop, counter, planner_cpus)
-            hammer = threading.Thread(target=hammer_planner, args=hammer_args, daemon=True)
+            hammer = spawn.Process(target=hammer_planner, args=hammer_args, daemon=True)
             hammer.start()
-            time.sleep(1.0)
+            deadline = time.monotonic() + 120
+            while counter.value == 0 and hammer.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if counter.value == 0:
+                raise RuntimeError("the Plan-hammering process never got an answer from the planner")
             busy, _ = stream_latency(runtime.address, "raw", calls, state_dims, period_ms=period_ms)
             stop.set()
             hammer.join()
@@ -267,7 +273,7 @@ def interference(
         "period_ms": period_ms,
         "actor_cpus": actor_cpus,
         "planner_cpus": planner_cpus,
-        "planner_busy": {**percentiles(busy), "plans_during": counter[0]},
+        "planner_busy": {**percentiles(busy), "plans_during": counter.value},
         "planner_idle": percentiles(idle),
         "p99_ratio_busy_over_idle": round(float(np.percentile(busy, 99) / np.percentile(idle, 99)), 3),
         "p50_ratio_busy_over_idle": round(float(np.percentile(busy, 50) / np.percentile(idle, 50)), 3),
@@ -279,7 +285,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="model directory (default: a fresh random `tiny` checkpoint)")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument(
-        "--interference-calls", type=int, default=300, help="chunks per planner state (p99 needs a few hundred)"
+        "--interference-calls", type=int, default=1000, help="chunks per planner state (p99 needs many)"
     )
     parser.add_argument(
         "--interference-period-ms", type=float, default=20.0,
