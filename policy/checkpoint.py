@@ -7,7 +7,9 @@ missing key, extra key or wrong shape.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +22,6 @@ from flax import nnx, traverse_util
 from policy.config import ModelConfig
 from policy.errors import UserFacingError
 from policy.pi05 import Pi05
-
 
 
 class CheckpointError(UserFacingError):
@@ -53,13 +54,31 @@ def _params_dir(path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
+class _NoStepMetadataWarning(logging.Filter):
+    """A `params/` copied out of a training step (a bundle) has no `_CHECKPOINT_METADATA`: training keeps it
+    at the step level. Orbax warns about its absence on every load, which reads like a problem but is not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_CHECKPOINT_METADATA" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_missing_step_metadata():
+    absl_logger, quiet = logging.getLogger("absl"), _NoStepMetadataWarning()
+    absl_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(quiet)
+
+
 def load_params(path: str | pathlib.Path, dtype: str | None = None) -> dict[str, Any]:
     """Reads `<ckpt>/params` (or the params dir itself) into a nested dict of numpy arrays, cast to dtype if given."""
     import orbax.checkpoint as ocp
 
     params_dir = _params_dir(path)
     try:
-        with ocp.PyTreeCheckpointer() as ckptr:
+        with _quiet_missing_step_metadata(), ocp.PyTreeCheckpointer() as ckptr:
             metadata = ckptr.metadata(params_dir)
             tree = getattr(metadata, "item_metadata", metadata)
             if "params" not in tree:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import shutil
 
@@ -26,6 +27,16 @@ def test_round_trip_and_dtype_cast(saved, tiny_params):
         np.testing.assert_array_equal(loaded[key], np.asarray(expected[key]), err_msg=key)
     as_bf16 = flatten(load_params(saved.parent, dtype="bfloat16"))
     assert {str(v.dtype) for v in as_bf16.values()} == {"bfloat16"}
+
+
+def test_a_params_dir_without_step_metadata_loads_without_a_warning(tmp_path, saved, caplog):
+    """Training keeps _CHECKPOINT_METADATA beside params/, so a copied params/ (a bundle) lacks it; orbax's
+    warning about that is noise."""
+    copied = shutil.copytree(saved, tmp_path / "params")
+    (copied / "_CHECKPOINT_METADATA").unlink()
+    with caplog.at_level(logging.WARNING):
+        load_params(copied)
+    assert not [r for r in caplog.records if "_CHECKPOINT_METADATA" in r.getMessage()]
 
 
 def test_value_wrapped_leaves_load_like_pure_dict(tmp_path, tiny_params):
