@@ -5,7 +5,8 @@
         [--json OUT]
 
 Episode k of a task uses seed SEED + k, as in `robot-runtime rollout`; the default seeds lie far from the
-recorder's (0, 1, ...), so the layouts are ones the planner was not trained on. Frame t is the observation
+recorder's default (0, 1, ...) and from the bundle's recordings (100000 and up), so the layouts are ones the
+planner was not trained on. Frame t is the observation
 before action t labelled with the subtask the expert served with that action (the recorder's convention),
 rendered at the checkpoint's image size and given to the planner under the training camera keys
 (`training.config.LIBERO_CAMERAS`). Decoding is greedy, `--batch` frames per decoder call.
