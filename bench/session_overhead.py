@@ -21,8 +21,8 @@
    snapshot as soon as it is free: with a fast planner that is a 300 KB snapshot about every 10 ms, on the
    same core, which then shows in the actor's tail.
 
-    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60] [--interference-calls 1000]
-        [--interference-period-ms 20]
+    .venv/bin/python bench/session_overhead.py [--checkpoint DIR] [--calls 60] [--floor-pause-ms MS]
+        [--interference-calls 1000] [--interference-period-ms 20] [--skip-interference]
 
 The last line is one JSON object with the figures. On a 2-core machine the runtime gets core 0 and the
 planner core 1.
@@ -284,6 +284,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="model directory (default: a fresh random `tiny` checkpoint)")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument(
+        "--floor-pause-ms", type=float,
+        help="how long the bare servicer idles per chunk (default: the engine's median; 0 answers at once)",
+    )
+    parser.add_argument(
         "--interference-calls", type=int, default=1000, help="chunks per planner state (p99 needs many)"
     )
     parser.add_argument(
@@ -306,9 +310,10 @@ def main() -> None:
         scenes = FrameSource("scene")
         local = percentiles(in_process_latency(checkpoint, args.calls, scenes))
         print(f"in-process engine: {local}", file=sys.stderr)
-        floor = percentiles(floor_overhead(args.calls, state_dims, scenes, local["p50_ms"]))
-        print(f"grpc floor (bare servicer idling {local['p50_ms']} ms per chunk): {floor}", file=sys.stderr)
-        result: dict = {"in_process": local, "grpc_floor": {**floor, "pause_ms": local["p50_ms"]}}
+        pause_ms = local["p50_ms"] if args.floor_pause_ms is None else args.floor_pause_ms
+        floor = percentiles(floor_overhead(args.calls, state_dims, scenes, pause_ms))
+        print(f"grpc floor (bare servicer idling {pause_ms} ms per chunk): {floor}", file=sys.stderr)
+        result: dict = {"in_process": local, "grpc_floor": {**floor, "pause_ms": pause_ms}}
         (workdir / "a").mkdir()
         with serve_process(checkpoint, workdir / "a" / "serve.log", "--planner-interval", "3600") as runtime:
             for name, encoding, frames in (
