@@ -218,6 +218,8 @@ class ChunkEngine:
         state = None if request.state is None else self._normalized_state(request.state, invalid)
         if self.state_in_prompt and state is None:
             raise invalid("state", "is required: this engine puts the state in the actor prompt")
+        if self.model_config.state_tokens and state is None:
+            raise invalid("state", "is required: this model reads the state as tokens")
         prompt_state = state if self.state_in_prompt else None
         if self.config.reasoning:
             prompt, ar_mask = self._act_prompt(request.subtask, prompt_state, invalid)

@@ -232,23 +232,26 @@ class SubtaskDecoder:
     ) -> None:
         """`forbidden`: ids never emitted whatever `vocab` allows (a protocol's special tokens). `use_state`: the
         state goes into the prompt (needs `norm_stats`); None follows the checkpoint's `discrete_state_input`."""
-        if tokenizer.vocab_size > cfg.vocab_size:
+        if tokenizer.vocab_size > cfg.state_token_offset:
+            reserved = f" less its {cfg.vocab_size - cfg.state_token_offset} state tokens" if cfg.state_tokens else ""
             raise PlanRequestError(
                 f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
-                f"vocabulary of {cfg.vocab_size}; it does not belong to this checkpoint"
+                f"vocabulary of {cfg.vocab_size}{reserved}; it does not belong to this checkpoint"
             )
         if not buckets or any(b <= 0 for b in buckets):
             raise PlanRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
         _check_max_new_tokens(max_new_tokens)
         if use_state is None:
             use_state = cfg.discrete_state_input
-        self._state_stats = _state_stats(norm_stats) if use_state else None
+        self._state_in_prompt = use_state
+        self._state_stats = _state_stats(norm_stats) if use_state or cfg.state_tokens else None
         self._tokenizer = tokenizer
         self._cfg = cfg
         self._buckets = tuple(sorted(set(buckets)))
         self._max_new_tokens = max_new_tokens
         allowed = vocab_mask(tokenizer, vocab, cfg.vocab_size)
         allowed[list(forbidden)] = False
+        allowed[cfg.state_token_offset :] = False
         self._allowed = jnp.asarray(allowed)
         self._graphdef, self._state = nnx.split(model)
         self._compile_count = 0
@@ -362,8 +365,9 @@ class SubtaskDecoder:
         task = _checked_task(request.task, where)
         images = self.checked_cameras(request.cameras, where)
         state = self.normalized_state(request.state, where)
-        prompt = tokenize_planner(self._tokenizer, task, max_len=self._cfg.max_token_len, state=state)
-        return Row(images, prompt)
+        prompt_state = state if self._state_in_prompt else None
+        prompt = tokenize_planner(self._tokenizer, task, max_len=self._cfg.max_token_len, state=prompt_state)
+        return Row(images, prompt, state)
 
     def checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
         """The cameras of the request at `where`, refused naming the field when unknown, empty or not RGB."""
@@ -378,7 +382,7 @@ class SubtaskDecoder:
         return checked
 
     def normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
-        """The state for the prompt, or None when this decoder leaves it out (`use_state=False`).
+        """The normalized state for the model, or None when the model does not read it.
 
         pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does.
         """
@@ -386,7 +390,7 @@ class SubtaskDecoder:
             return None
         field = f"{where}.state"
         if state is None:
-            raise PlanRequestError(f"{field} is missing; this decoder puts the state in the prompt (use_state=True)")
+            raise PlanRequestError(f"{field} is missing; this model reads the robot state in every request")
         values = np.asarray(state, np.float64)
         if values.ndim != 1 or not np.all(np.isfinite(values)):
             raise PlanRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")

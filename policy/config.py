@@ -19,6 +19,11 @@ class ModelConfig:
 
     discrete_state_input: the normalized state, discretized, is part of the planner and actor prompts
     (`Task: …, State: …;`), as openpi's pi0.5 does; the actor and planner then need the state in every request.
+    state_tokens: bins per state dimension for the state as tokens (0: off). The normalized state, padded to
+    `action_dim`, enters the prefix after the images as one token per dimension, with a reserved id for each
+    (dimension, bin) at the top of the vocabulary (as FAST reserves its range), so a small model reads each
+    number from one token instead of doing arithmetic over the digits of the text form. Planner and actor
+    then need the state in every request; the tokenizer must not reach the reserved ids.
     """
 
     paligemma: GemmaConfig
@@ -32,12 +37,28 @@ class ModelConfig:
     dtype: str = "bfloat16"
     image_keys: tuple[str, ...] = IMAGE_KEYS
     discrete_state_input: bool = False
+    state_tokens: int = 0
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.state_tokens < 0 or self.state_token_offset < 1:
+            raise ValueError(
+                f"state_tokens={self.state_tokens} bins × {self.action_dim} dims do not fit a vocabulary of "
+                f"{self.vocab_size}"
+            )
         if self.paligemma.depth != self.action_expert.depth:
             raise ValueError("paligemma and action_expert must have the same depth")
+
+    @property
+    def state_token_offset(self) -> int:
+        """The first reserved state-token id (the vocabulary size when state tokens are off)."""
+        return self.vocab_size - self.state_tokens * self.action_dim
+
+    @property
+    def needs_state(self) -> bool:
+        """Whether planner and actor need the robot state in every request."""
+        return self.discrete_state_input or self.state_tokens > 0
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

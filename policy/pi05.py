@@ -33,6 +33,28 @@ def posemb_sincos(t: jax.Array, width: int, min_period: float, max_period: float
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
+def state_token_ids(state: jax.Array, cfg: ModelConfig) -> jax.Array:
+    """Normalized state [B,C] → reserved token ids [B,C]: dimension c, bin b ↦ offset + c·bins + b.
+
+    The bins cut [-1, 1] evenly as openpi's text state does; values outside go to the end bins."""
+    bins = cfg.state_tokens
+    edges = jnp.linspace(-1.0, 1.0, bins + 1)[1:-1]
+    bin_ids = jnp.clip(jnp.searchsorted(edges, state.astype(jnp.float32), side="right"), 0, bins - 1)
+    dims = jnp.arange(state.shape[-1], dtype=jnp.int32) * bins
+    return (cfg.state_token_offset + dims + bin_ids).astype(jnp.int32)
+
+
+def smooth_state_embeddings(cfg: ModelConfig, key: jax.Array) -> jax.Array:
+    """Initial rows [C·bins, D] for the state tokens: a sin-cos code of the bin's value plus a random code of its
+    dimension, so that neighbouring bins start out alike and a model trained from scratch reads a number line."""
+    bins, width = cfg.state_tokens, cfg.paligemma.width
+    centres = jnp.linspace(-1.0, 1.0, 2 * bins + 1)[1::2]
+    value_code = posemb_sincos(centres, width, 0.05, 8.0)
+    dim_code = jax.random.normal(key, (cfg.action_dim, width))
+    rows = value_code[None, :, :] + dim_code[:, None, :]
+    return (rows / jnp.std(rows)).reshape(cfg.action_dim * bins, width)
+
+
 class PaliGemma(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         experts = [cfg.paligemma, cfg.action_expert]
@@ -45,6 +67,10 @@ class Pi05(nnx.Module):
         self.cfg = cfg
         width = cfg.action_expert.width
         self.PaliGemma = PaliGemma(cfg, rngs=rngs)
+        if cfg.state_tokens:
+            table = self.PaliGemma.llm.embedder.input_embedding
+            rows = smooth_state_embeddings(cfg, rngs.params()).astype(table[...].dtype)
+            table[...] = table[...].at[cfg.state_token_offset :].set(rows)
         self.action_in_proj = Dense(cfg.action_dim, width, rngs=rngs)
         if cfg.pi05:
             self.time_mlp_in = Dense(width, width, rngs=rngs)
@@ -69,6 +95,12 @@ class Pi05(nnx.Module):
             tokens.append(image_tokens)
             input_mask.append(jnp.broadcast_to(obs.image_masks[name][:, None], (batch, n)))
             ar_mask.append(jnp.zeros((batch, n), jnp.bool_))
+        if self.cfg.state_tokens:
+            if obs.state is None:
+                raise ValueError("this model reads the state as tokens (state_tokens); the model input has none")
+            tokens.append(self.PaliGemma.llm.embed(state_token_ids(obs.state, self.cfg)))
+            input_mask.append(jnp.ones((batch, self.cfg.action_dim), jnp.bool_))
+            ar_mask.append(jnp.zeros((batch, self.cfg.action_dim), jnp.bool_))
         tokens.append(self.PaliGemma.llm.embed(obs.tokens))
         input_mask.append(obs.token_mask.astype(jnp.bool_))
         text_ar = jnp.zeros_like(obs.token_mask, jnp.bool_) if obs.token_ar_mask is None else obs.token_ar_mask

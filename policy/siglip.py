@@ -33,6 +33,15 @@ class SiglipConfig:
     num_heads: int
     patch: int = 14
     image_size: int = 224
+    # Channels of 3×3 stride-2 convolutions run before the patch embedding (each halves the side); the patch
+    # embedding then covers `patch / 2**len(stem)` feature-map pixels, so a token still spans `patch` pixels but
+    # sees its neighbours too. Empty: SigLIP's plain patch embedding, as openpi's checkpoints have.
+    stem: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "stem", tuple(int(c) for c in self.stem))
+        if self.stem and self.patch % 2 ** len(self.stem):
+            raise ValueError(f"patch {self.patch} is not divisible by 2**{len(self.stem)} (the conv stem's stride)")
 
     @property
     def grid(self) -> int:
@@ -142,20 +151,48 @@ class Encoder(nnx.Module):
         return self.encoder_norm(x)
 
 
+def _conv(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(jnp.float32), (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+class Conv3x3(nnx.Module):
+    def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(lecun_normal(rngs, (3, 3, c_in, c_out), 9 * c_in))
+        self.bias = nnx.Param(jnp.zeros((c_out,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.gelu(_conv(x, self.kernel[...], 2, "SAME") + self.bias[...].astype(jnp.float32))
+
+
+class ConvStem(nnx.Module):
+    """3×3 stride-2 SAME convolutions with GELU (`Conv_0`, `Conv_1`, …): overlapping receptive fields for
+    small images."""
+
+    def __init__(self, channels: tuple[int, ...], *, rngs: nnx.Rngs):
+        self.depth = len(channels)
+        for i, (c_in, c_out) in enumerate(zip((3, *channels[:-1]), channels)):
+            setattr(self, f"Conv_{i}", Conv3x3(c_in, c_out, rngs=rngs))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(self.depth):
+            x = getattr(self, f"Conv_{i}")(x)
+        return x
+
+
 class PatchEmbedding(nnx.Module):
-    """A stride-`patch` VALID convolution (`kernel` [p,p,3,D])."""
+    """A stride-`p` VALID convolution (`kernel` [p,p,C,D]): p = patch over 3 image channels, or the rest of the
+    patch over the conv stem's feature map."""
 
     def __init__(self, cfg: SiglipConfig, *, rngs: nnx.Rngs):
-        p = cfg.patch
-        self.kernel = nnx.Param(lecun_normal(rngs, (p, p, 3, cfg.width), p * p * 3))
+        p = cfg.patch // 2 ** len(cfg.stem)
+        channels = cfg.stem[-1] if cfg.stem else 3
+        self.kernel = nnx.Param(lecun_normal(rngs, (p, p, channels, cfg.width), p * p * channels))
         self.bias = nnx.Param(jnp.zeros((cfg.width,)))
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        p = self.kernel.shape[0]
-        y = jax.lax.conv_general_dilated(
-            images, self.kernel[...].astype(jnp.float32), (p, p), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        y = y + self.bias[...].astype(jnp.float32)
+        y = _conv(images, self.kernel[...], self.kernel.shape[0], "VALID") + self.bias[...].astype(jnp.float32)
         return y.reshape(y.shape[0], -1, y.shape[-1])
 
 
@@ -165,6 +202,8 @@ class SigLIP(nnx.Module):
     def __init__(self, cfg: SiglipConfig, out_width: int, dtype: str, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.dtype = dtype
+        if cfg.stem:
+            self.stem = ConvStem(cfg.stem, rngs=rngs)
         self.embedding = PatchEmbedding(cfg, rngs=rngs)
         self.pos_embedding = nnx.Param(
             jax.random.normal(rngs.params(), (1, cfg.num_tokens, cfg.width)) / jnp.sqrt(cfg.width)
@@ -176,6 +215,9 @@ class SigLIP(nnx.Module):
         expected = (self.cfg.image_size, self.cfg.image_size, 3)
         if images.shape[1:] != expected:
             raise ValueError(f"images have shape {images.shape}, expected [B, {', '.join(map(str, expected))}]")
-        x = self.embedding(images.astype(jnp.float32)) + self.pos_embedding[...].astype(jnp.float32)
+        x = images.astype(jnp.float32)
+        if self.cfg.stem:
+            x = self.stem(x)
+        x = self.embedding(x) + self.pos_embedding[...].astype(jnp.float32)
         x = self.Transformer(x.astype(self.dtype))
         return self.head(x, x.dtype)

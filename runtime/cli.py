@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from policy.errors import UserFacingError
+from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
 
 
 class UserError(UserFacingError):
@@ -204,6 +205,8 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--image-size must be >= 16 pixels, got {args.image_size}")
     if not args.action_noise >= 0:
         raise UserError(f"--action-noise must be >= 0, got {args.action_noise}")
+    if not 0 <= args.mistakes <= 1:
+        raise UserError(f"--mistakes must be a probability in [0, 1], got {args.mistakes}")
     import pathlib
 
     out = pathlib.Path(args.out)
@@ -217,7 +220,7 @@ def _record(args: argparse.Namespace) -> int:
     try:
         summary = record(tasks, args.episodes, out, seed=args.seed, workers=args.workers,
                          image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress,
-                         action_noise=args.action_noise)
+                         action_noise=args.action_noise, mistakes=args.mistakes, same_scene=args.same_scene)
     except RuntimeError as err:
         raise UserError(str(err)) from err
     print(f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
@@ -274,7 +277,8 @@ def _rollout(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is a file, not a directory")
     config = RolloutConfig(
         selection=selection, episodes=args.episodes, policy=policy, out_dir=out, workers=args.workers,
-        video=args.video, seed=args.seed, replan_steps=args.replan_steps, image_size=args.image_size,
+        video=args.video, seed=args.seed, same_scene=args.same_scene, replan_steps=args.replan_steps,
+        image_size=args.image_size,
         max_steps=args.max_steps, libero_prompt=args.libero_prompt, quiet=args.quiet,
     )
     narrowed = f" tasks {','.join(selection.tasks)}" if selection.kind == "libero" and selection.tasks else ""
@@ -395,8 +399,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner-address", help="use a running `serve-planner` (host:port or unix:PATH) instead")
     p.add_argument("--planner-interval", type=float, default=0.0, metavar="SECONDS",
                    help="least time between two plans of one session (default: whenever the planner is free)")
-    p.add_argument("--wait-for-subtask-ms", type=float, default=0.0,
-                   help="before a session's first subtask, wait up to this long for it (default: use the task)")
+    p.add_argument("--wait-for-subtask-ms", type=float, default=DEFAULT_WAIT_FOR_SUBTASK_MS,
+                   help="a session's first chunk waits up to this long for the planner's first subtask, so the actor "
+                        "never acts on a prompt it was not trained on (default %(default)g; 0: act on the task at once)")
     p.add_argument("--camera", action="append", metavar="NAME=MODEL_KEY",
                    help="robot camera name → model image key (default: agentview=base_0_rgb wrist=left_wrist_0_rgb)")
     p.add_argument("--action-dims", type=int, help="action dims sent to the robot (default: the norm stats')")
@@ -422,6 +427,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224, help="camera images are PX x PX")
     p.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
                    help="execute the expert's actions plus N(0, SIGMA²) noise, record the clean ones (DART)")
+    p.add_argument("--mistakes", type=float, default=0.0, metavar="P",
+                   help="with probability P per stage the first grasp misses on purpose; the labels show the recovery")
+    p.add_argument("--same-scene", action="store_true",
+                   help="every episode on the scene of --seed (the learnability gate's one-scene data)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_record)
@@ -441,6 +450,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", action="store_true", help="write an mp4 per episode with the subtask on each frame")
     p.add_argument("--seed", type=int,
                    help="built-in: episode k uses seed SEED + k (default 0); LIBERO: the env seed (default 7)")
+    p.add_argument("--same-scene", action="store_true",
+                   help="built-in: every episode on the scene of --seed (the policy's sampling still differs)")
     p.add_argument("--replan-steps", type=int, default=5, help="control steps between chunk requests")
     p.add_argument("--max-steps", type=int, help="step budget per episode (default: the task's or suite's)")
     p.add_argument("--image-size", type=int, default=224, help="camera images sent to the policy are PX x PX")

@@ -30,7 +30,7 @@ import numpy as np
 from policy.model_dir import ModelDir
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime import grpc_server
+from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS, grpc_server
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
 from runtime.stats import Stats
 
@@ -63,7 +63,7 @@ class RuntimeOptions:
     address: str = "127.0.0.1:50051"
     planner_address: str | None = None
     planner_interval_s: float = 0.0
-    wait_for_subtask_ms: float = 0.0
+    wait_for_subtask_ms: float = DEFAULT_WAIT_FOR_SUBTASK_MS
     cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CAMERAS))
     action_dims: int | None = None
     state_dims: int | None = None

@@ -63,6 +63,7 @@ class TabletopEnv:
         max_steps: int | None = None,
         physics_dt: float = 0.002,
         shadows: bool = False,
+        view_size: int = 0,
     ):
         self.task = task
         self.seed = int(seed)
@@ -75,6 +76,8 @@ class TabletopEnv:
         self.n_substeps = max(1, int(round(1.0 / (self.control_hz * self.physics_dt))))
         self.render_enabled = bool(render)
         self.shadows = bool(shadows)
+        self.view_size = int(view_size)
+        self._view_renderer: CameraRenderer | None = None
         self._max_steps_override = max_steps
         self._next_seed = self.seed
         self._renderer: CameraRenderer | None = None
@@ -111,7 +114,7 @@ class TabletopEnv:
         # The task name salts the seed so that two tasks with one seed do not share a layout.
         rng = np.random.default_rng([self.episode_seed, zlib.crc32(self.task.name.encode())])
         self.layout, self.instruction, self.goal = self.task.sample(rng)
-        xml = sc.build_mjcf(self.layout, self.image_size, self.physics_dt, self.shadows)
+        xml = sc.build_mjcf(self.layout, self.image_size, self.physics_dt, self.shadows, self.view_size)
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._index_model()
@@ -127,6 +130,8 @@ class TabletopEnv:
             if self._renderer is None:
                 self._renderer = CameraRenderer(*self.image_size)
             self._renderer.bind(self.model)
+        if self._view_renderer is not None:
+            self._view_renderer.bind(self.model)
         self.task.on_reset(self)
         return self.observation()
 
@@ -167,10 +172,20 @@ class TabletopEnv:
             self._renderer.bind(self.model)
         return self._renderer.render(self.data, camera)
 
+    def views(self) -> dict[str, np.ndarray]:
+        """Every camera rendered at ``view_size``² for people to watch (videos); the policy sees ``observation()``."""
+        if not self.view_size:
+            raise RuntimeError("this env has no view_size; make it with view_size=N to render views")
+        if self._view_renderer is None:
+            self._view_renderer = CameraRenderer(self.view_size, self.view_size)
+            self._view_renderer.bind(self.model)
+        return {cam: self._view_renderer.render(self.data, cam) for cam in self.cameras}
+
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in (self._renderer, self._view_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._view_renderer = None
 
     def __enter__(self):
         return self

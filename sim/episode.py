@@ -29,11 +29,13 @@ class Job:
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """Images are upright uint8 HxWx3 per camera (empty when nothing is rendered); state is float32[8]."""
+    """Images are upright uint8 HxWx3 per camera (empty when nothing is rendered); state is float32[8]. Views are
+    the same cameras at a viewing size, when the sim renders them for a video; the policy never sees them."""
 
     images: dict[str, np.ndarray]
     state: np.ndarray
     instruction: str
+    views: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # larger renders, for videos only
 
 
 class Sim(Protocol):
@@ -53,9 +55,10 @@ class Sim(Protocol):
 class BuiltinSim:
     """The built-in MuJoCo tasks; one env per task, kept across episodes (its GL context is reused)."""
 
-    def __init__(self, image_size: int, render: bool, max_steps: int | None = None):
+    def __init__(self, image_size: int, render: bool, max_steps: int | None = None, view_size: int = 0):
         self.image_size = image_size
         self.render = render
+        self.view_size = view_size
         self._max_steps = max_steps
         self._envs: dict = {}
         self.env = None
@@ -66,7 +69,7 @@ class BuiltinSim:
 
         if job.task not in self._envs:
             self._envs[job.task] = make(job.task, seed=job.seed, image_size=self.image_size, render=self.render,
-                                        max_steps=self._max_steps)
+                                        max_steps=self._max_steps, view_size=self.view_size)
         self.env = self._envs[job.task]
         self.fps = self.env.fps
         return self._observation(self.env.reset(seed=job.seed))
@@ -83,6 +86,6 @@ class BuiltinSim:
             env.close()
         self._envs.clear()
 
-    @staticmethod
-    def _observation(obs: dict) -> Observation:
-        return Observation(obs["images"], obs["state"], obs["task"])
+    def _observation(self, obs: dict) -> Observation:
+        views = self.env.views() if self.view_size else {}
+        return Observation(obs["images"], obs["state"], obs["task"], views)

@@ -61,12 +61,20 @@ class ScriptedExpert:
     """Privileged expert for the placement tasks in :mod:`sim.tasks`."""
 
     def __init__(self, max_speed: float = 0.3, descend_speed: float = 0.15, max_turn_speed: float = 2.0,
-                 grasp_seconds: float = 0.4, release_seconds: float = 0.3):
+                 grasp_seconds: float = 0.4, release_seconds: float = 0.3, turn_wrist: bool = False,
+                 first_grasp_offset: dict[int, np.ndarray] | None = None):
+        """turn_wrist: align the fingers with the object's yaw (the built-in tasks bound the yaw so that a
+        straight hand always fits, and then no rotation action is needed).
+        first_grasp_offset: {stage: xyz offset} added to the grasp point of the first attempt of that stage,
+        a deliberate miss that the expert then recovers from (see sim.recorder's ``mistakes``).
+        """
         self.max_speed = max_speed  # m/s
         self.descend_speed = descend_speed
         self.max_turn_speed = max_turn_speed  # rad/s
         self.grasp_seconds = grasp_seconds
         self.release_seconds = release_seconds
+        self.turn_wrist = turn_wrist
+        self.first_grasp_offset = dict(first_grasp_offset or {})
         self._episode_key = None
 
     # ------------------------------------------------------------------------------- bookkeeping
@@ -103,6 +111,8 @@ class ScriptedExpert:
             target_pos, target_yaw, grip = self._plan(env)
             if self.stage == stage:
                 break
+        if not self.turn_wrist:
+            target_yaw = 0.0
         self._label = _subtask(self.phase, ospec.description, cspec.description)
         return self._action(env, target_pos, target_yaw, grip), self._label
 
@@ -125,8 +135,13 @@ class ScriptedExpert:
                 yaw = float(np.clip(ee_yaw, -math.pi / 4, math.pi / 4))
             else:  # lying: close the fingers across it (hand x along the axis)
                 yaw = _nearest_equivalent(math.atan2(axis[1], axis[0]), math.pi, 0.0)
+        if not self.turn_wrist:
+            yaw = 0.0
         z = max(p[2] + GRASP_ABOVE_CENTRE, MIN_GRASP_Z)
-        return np.array([p[0], p[1], z]), yaw
+        point = np.array([p[0], p[1], z])
+        if self.attempts == 0 and self.stage in self.first_grasp_offset:
+            point = point + self.first_grasp_offset[self.stage]
+        return point, yaw
 
     def _object_in_hand(self, env) -> bool:
         rel = env.body_pos(self._obj) - env.ee_pos()
@@ -153,6 +168,10 @@ class ScriptedExpert:
                         away = np.array([math.cos(ee_yaw), math.sin(ee_yaw)])
                     d = away / np.linalg.norm(away)
                     yaw = _nearest_equivalent(math.atan2(d[1], d[0]), math.pi, ee_yaw)
+                    if not self.turn_wrist:  # drop along the hand's x axis, on the side away from the others
+                        hand_x = np.array([math.cos(ee_yaw), math.sin(ee_yaw)])
+                        d = hand_x if d @ hand_x >= 0 else -hand_x
+                        yaw = ee_yaw
                 else:
                     d = np.array([math.cos(ee_yaw), math.sin(ee_yaw)])
                     if self.stage == 0:
@@ -270,13 +289,14 @@ class ScriptedExpert:
             err *= step / n
         a = np.zeros(7)
         a[:3] = err / POS_SCALE
-        r_err = rot.rot_z(target_yaw) @ env.ee_mat().T
-        aa = rot.mat_to_axisangle(r_err)
-        turn = self.max_turn_speed / hz
-        ang = float(np.linalg.norm(aa))
-        if ang > turn:
-            aa *= turn / ang
-        a[3:6] = aa / ROT_SCALE
+        if self.turn_wrist:  # else no rotation at all: contacts tilt the hand by < 0.02 rad in a whole episode
+            r_err = rot.rot_z(target_yaw) @ env.ee_mat().T
+            aa = rot.mat_to_axisangle(r_err)
+            turn = self.max_turn_speed / hz
+            ang = float(np.linalg.norm(aa))
+            if ang > turn:
+                aa *= turn / ang
+            a[3:6] = aa / ROT_SCALE
         a[6] = grip
         return np.clip(a, -1.0, 1.0)
 

@@ -16,11 +16,14 @@ Layout written under ``out_dir``::
         index, task_index (int64), subtask (string: the expert's current subtask for that frame)
     videos/chunk-000/observation.images.agentview/episode_000000.mp4   (and .wrist; MPEG-4 part 2 "mp4v")
 
-Frame t holds the observation before action t. With ``action_noise`` σ > 0 the env executes the expert's
-action plus Gaussian noise (σ on the position dims, σ/3 on the rotation dims, none on the gripper) during
-the free-space moves ("move to …", "move above …"; grasping and releasing stay clean, since a jolt there
-drops the object) while the dataset keeps the expert's clean action: the expert then demonstrates how to recover from states off its own
-path, which a policy trained by imitation reaches through its own errors (DART, Laskey et al. 2017).
+Frame t holds the observation before action t. The dataset always keeps the *clean* expert's action for
+the state the robot is in, while the env may execute a perturbed one, so that the expert demonstrates how to
+get back on track from the states a policy reaches through its own errors (DART, Laskey et al. 2017):
+- ``action_noise`` σ > 0 adds Gaussian noise to the position dims of the executed action in every phase but
+  the grasp and release holds (a jolt there only drops the object);
+- ``mistakes`` p > 0: with probability p per stage, the executing expert's first grasp of that stage aims
+  beside the object (3.5–5 cm along the fingers' width) or closes above it (4–5 cm); the clean expert's
+  labels then show how to back off, reopen and grasp again.
 Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
 ``seed + k`` and task ``task_name[k % len(task_name)]``, so a run is reproducible; kept episodes keep the
@@ -42,6 +45,8 @@ from typing import Sequence
 
 import numpy as np
 
+from sim.expert import GRASP, RELEASE
+
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
 ROBOT_TYPE = "tabletop_gantry_gripper"
@@ -51,7 +56,6 @@ STATE_NAMES = ["ee_x", "ee_y", "ee_z", "ee_ax", "ee_ay", "ee_az", "finger_left",
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 VIDEO_FOURCC = "mp4v"
 IMAGE_STAT_SAMPLES = 40  # frames per episode used for the image statistics
-NOISY_SUBTASKS = ("move to ", "move above ")  # the phases that action_noise perturbs
 
 
 def video_key(camera: str) -> str:
@@ -114,9 +118,10 @@ class _EpisodeWorker:
     """Rolls expert episodes with one env per task, streaming frames to mp4 in a scratch folder."""
 
     def __init__(self, scratch: str, image_size, cameras, control_hz: float, task_options: dict,
-                 action_noise: float = 0.0):
+                 action_noise: float = 0.0, mistakes: float = 0.0):
         self.scratch = scratch
         self.action_noise = action_noise
+        self.mistakes = mistakes
         self.image_size = tuple(image_size)
         self.cameras = tuple(cameras)
         self.control_hz = control_hz
@@ -137,8 +142,10 @@ class _EpisodeWorker:
         from sim.expert import ScriptedExpert
 
         env = self.env(task_name)
-        expert = ScriptedExpert()
+        noise_rng = np.random.default_rng([seed, attempt])
         obs = env.reset(seed=seed)
+        labeller = ScriptedExpert()
+        executor = ScriptedExpert(first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)))
         h, w = self.image_size
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
         paths = {cam: os.path.join(self.scratch, f"attempt{attempt:06d}_{cam}.mp4") for cam in self.cameras}
@@ -153,11 +160,11 @@ class _EpisodeWorker:
         stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
         done = False
         info = {"success": False}
-        noise_rng = np.random.default_rng([seed, attempt])
-        noise_scale = self.action_noise * np.array([1, 1, 1, 1 / 3, 1 / 3, 1 / 3, 0], np.float64)
+        noise_scale = self.action_noise * np.array([1, 1, 1, 0, 0, 0, 0], np.float64)
         try:
             while not done:
-                action, subtask = expert.act(env)
+                action, subtask = labeller.act(env)
+                executed, _ = executor.act(env)
                 t = len(states)
                 for cam in self.cameras:
                     img = obs["images"][cam]
@@ -167,9 +174,9 @@ class _EpisodeWorker:
                 states.append(obs["state"])
                 actions.append(action.astype(np.float32))
                 subtasks.append(subtask)
-                if self.action_noise > 0 and subtask.startswith(NOISY_SUBTASKS):
-                    action = np.clip(action + noise_rng.normal(size=action.shape) * noise_scale, -1.0, 1.0)
-                obs, done, info = env.step(action)
+                if self.action_noise > 0 and executor.phase not in (GRASP, RELEASE):
+                    executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, -1.0, 1.0)
+                obs, done, info = env.step(executed)
         finally:
             for wr in writers.values():
                 wr.release()
@@ -196,13 +203,27 @@ class _EpisodeWorker:
         self._envs.clear()
 
 
+def draw_mistakes(rng: np.random.Generator, prob: float, stages: int) -> dict[int, np.ndarray]:
+    """{stage: grasp-point offset} for the stages whose first grasp goes deliberately wrong."""
+    out = {}
+    for stage in range(stages):
+        if prob <= 0 or rng.random() >= prob:
+            continue
+        if rng.random() < 0.5:  # beside the object, along the hand's x (the fingers' width): they close on air
+            offset = (rng.choice([-1.0, 1.0]) * rng.uniform(0.035, 0.05), rng.uniform(-0.01, 0.01), 0.0)
+        else:  # above it: the fingertips close over the top
+            offset = (rng.uniform(-0.01, 0.01), rng.uniform(-0.01, 0.01), rng.uniform(0.04, 0.05))
+        out[stage] = np.array(offset)
+    return out
+
+
 _WORKER: _EpisodeWorker | None = None
 
 
-def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise):
+def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes):
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise)
+    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes)
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
@@ -295,11 +316,14 @@ def record(
     overwrite: bool = False,
     progress: bool = True,
     action_noise: float = 0.0,
+    mistakes: float = 0.0,
+    same_scene: bool = False,
     **task_options,
 ) -> dict:
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
 
-    Returns a summary: {"out_dir", "episodes", "frames", "failed", "failed_seeds", "attempts",
+    ``same_scene`` records every attempt on the scene of ``seed`` (the perturbations still differ): the
+    one-scene data of the learnability gate. Returns a summary: {"out_dir", "episodes", "frames", "failed", "failed_seeds", "attempts",
     "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default 2 * episodes + 10) runs out.
     """
     from sim.tasks import TASKS
@@ -314,6 +338,8 @@ def record(
         raise ValueError("episodes must be >= 0")
     if not (math.isfinite(action_noise) and action_noise >= 0):
         raise ValueError(f"action_noise must be a finite σ >= 0, got {action_noise}")
+    if not 0.0 <= mistakes <= 1.0:
+        raise ValueError(f"mistakes must be a probability in [0, 1], got {mistakes}")
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -377,11 +403,11 @@ def record(
         kept.append({"seed": r["seed"], "length": n})
 
     def job(k: int) -> tuple[int, str, int]:
-        return k, names[k % len(names)], seed + k
+        return k, names[k % len(names)], seed if same_scene else seed + k
 
     try:
         if workers <= 1:
-            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise)
+            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes)
             try:
                 while len(kept) < episodes and attempts < max_attempts:
                     r = worker.run(*job(attempts))
@@ -397,7 +423,7 @@ def record(
             ctx = mp.get_context("spawn")  # GL contexts do not survive fork
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
                                      initargs=(scratch, image_size, cameras, control_hz, task_options,
-                                               action_noise)) as pool:
+                                               action_noise, mistakes)) as pool:
                 pending: deque = deque()
                 submitted = 0
                 while len(kept) < episodes:
@@ -436,6 +462,7 @@ def record(
         "fps": fps,
         "splits": {"train": f"0:{n_eps}"},
         "action_noise": action_noise,
+        "mistakes": mistakes,
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
         "features": build_features(image_size, cameras, fps),

@@ -49,6 +49,7 @@ from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Observation, S
 PolicyKind = Literal["scripted", "remote"]
 DEFAULT_TIMEOUT_S = 120.0
 POLL_S = 0.5
+VIDEO_VIEW_SIZE = 256  # builtin videos show every camera at this size beside the policy's own input
 
 
 class RolloutError(RuntimeError):
@@ -76,6 +77,7 @@ class RolloutConfig:
     workers: int = 1
     video: bool = False
     seed: int | None = None
+    same_scene: bool = False  # built-in: every episode on the scene of `seed` (the learnability gate)
     replan_steps: int = 5
     image_size: int = 224
     max_steps: int | None = None
@@ -302,6 +304,23 @@ def video_path(out_dir: pathlib.Path, job: Job, libero: bool, success: bool) -> 
     return out_dir / "videos" / folder / f"episode{job.episode:03d}_seed{job.seed}_{outcome}.mp4"
 
 
+def video_panels(obs: Observation) -> list[np.ndarray]:
+    """What a video frame shows: the cameras at viewing size, then what the policy saw (its own low-resolution
+    images, stacked in one column and scaled up by whole pixels); just the policy's images when there are no views."""
+    inputs = list(obs.images.values())
+    if not obs.views:
+        return inputs
+    views = list(obs.views.values())
+    height = views[0].shape[0]
+    cell = height // max(1, len(inputs))
+    column = np.zeros((height, cell, 3), np.uint8)
+    for i, image in enumerate(inputs):
+        factor = max(1, cell // max(image.shape[:2]))
+        big = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)[:cell, :cell]
+        column[i * cell : i * cell + big.shape[0], : big.shape[1]] = big
+    return [*views, column]
+
+
 def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Callable[[Event], None],
                 video_dir: pathlib.Path | None = None, libero: bool = False) -> EpisodeResult:
     """Steps one episode until success or the step budget; sim errors end it as a failure, policy and
@@ -323,7 +342,7 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
                 marks.append(SubtaskMark(steps, text, version))
                 emit(SubtaskChanged(job, steps, text))
             if video is not None:
-                video.add(list(obs.images.values()), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
+                video.add(video_panels(obs), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
             t = time.perf_counter()
             obs, success = sim.step(np.asarray(action, np.float64)[:ACTION_DIMS])
             env_ms.append((time.perf_counter() - t) * 1e3)
@@ -336,7 +355,7 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
         trace = policy.end()
     saved = None
     if video is not None:
-        video.add(list(obs.images.values()), [obs.instruction, f"step {steps}: {'SUCCESS' if success else 'failure'}"])
+        video.add(video_panels(obs), [obs.instruction, f"step {steps}: {'SUCCESS' if success else 'failure'}"])
         video.close()
         final = video_path(video_dir.parent, job, libero, success)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +379,8 @@ def _make_sim(config: RolloutConfig, libero_tasks: Sequence) -> Sim:
         return LiberoSim(libero_tasks, image_size=config.image_size, max_steps=config.max_steps,
                          prompt=config.libero_prompt)
     render = config.policy.kind == "remote" or config.video
-    return BuiltinSim(config.image_size, render, config.max_steps)
+    view_size = max(VIDEO_VIEW_SIZE, config.image_size) if config.video else 0
+    return BuiltinSim(config.image_size, render, config.max_steps, view_size=view_size)
 
 
 def _make_policy(config: RolloutConfig, sim: Sim, run_id: str) -> Policy:
@@ -461,7 +481,8 @@ def plan_jobs(config: RolloutConfig) -> tuple[list[Job], list]:
     selection = config.selection
     if selection.kind == "builtin":
         seed = effective_seed(config)
-        jobs = [(task, k, seed + k, -1) for task in selection.tasks for k in range(config.episodes)]
+        jobs = [(task, k, seed if config.same_scene else seed + k, -1)
+                for task in selection.tasks for k in range(config.episodes)]
         return [Job(i, *job) for i, job in enumerate(jobs)], []
     from sim.libero import LiberoError, load_tasks
 

@@ -51,8 +51,8 @@ class ObjectKind:
 
 
 OBJECT_KINDS: dict[str, ObjectKind] = {
-    "cube": ObjectKind("cube", 0.02, 0.02, 0.0283, 0.05),
-    "cylinder": ObjectKind("cylinder", 0.025, 0.02, 0.02, 0.05),
+    "cube": ObjectKind("cube", 0.025, 0.025, 0.0354, 0.06),
+    "cylinder": ObjectKind("cylinder", 0.025, 0.025, 0.025, 0.06),
 }
 
 
@@ -233,17 +233,21 @@ def _object_geom(spec: ObjectSpec) -> str:
 # The scene
 # --------------------------------------------------------------------------------------------------
 
-AGENTVIEW_POS = (0.64, 0.0, 0.52)
-AGENTVIEW_TARGET = (-0.08, 0.0, 0.05)
-WRIST_CAM_POS = (0.055, 0.0, 0.065)  # in the hand frame
-WRIST_CAM_TARGET = (0.0, 0.0, -0.09)
+# The agent view looks down on the workspace from across the table, framing the area objects are placed in
+# so that a 64² image still gives ≈ 1.3 px per cm there; the wrist camera looks past the fingers, not at the palm.
+AGENTVIEW_POS = (0.40, 0.0, 0.70)
+AGENTVIEW_TARGET = (-0.02, 0.0, 0.0)
+AGENTVIEW_FOVY = 45
+WRIST_CAM_POS = (0.07, 0.0, 0.055)  # in the hand frame
+WRIST_CAM_TARGET = (0.03, 0.0, -0.12)
+WRIST_FOVY = 80
 
 
 def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timestep: float = 0.002,
-               shadows: bool = False) -> str:
-    """Return the MJCF XML string for ``layout``."""
+               shadows: bool = False, view_size: int = 0) -> str:
+    """Return the MJCF XML string for ``layout`` (the offscreen buffer fits the images and the viewing renders)."""
     h, w = image_size
-    offw, offh = max(w, 64), max(h, 64)
+    offw, offh = max(w, view_size, 64), max(h, view_size, 64)
     shadow = 1024 if shadows else 0
 
     materials = [
@@ -319,7 +323,7 @@ def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timeste
           material="mat_table" friction="0.8 0.005 0.0001"/>
     <geom name="table_leg" type="box" size="0.35 0.45 {(TABLE_HEIGHT - TABLE_THICKNESS) / 2:.4g}"
           pos="0 0 {-(TABLE_HEIGHT + TABLE_THICKNESS) / 2:.4g}" material="mat_dark" class="visual"/>
-    <camera name="agentview" pos="{_f(AGENTVIEW_POS)}" xyaxes="{agent_xyaxes}" fovy="48"/>
+    <camera name="agentview" pos="{_f(AGENTVIEW_POS)}" xyaxes="{agent_xyaxes}" fovy="{AGENTVIEW_FOVY}"/>
 
     <body name="arm_base_x" gravcomp="1">
       <joint name="arm_x" type="slide" axis="1 0 0" range="-1 1" damping="5" armature="0.1"/>
@@ -347,7 +351,7 @@ def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timeste
                       material="mat_dark" class="visual"/>
                 <geom name="wrist_cam_body" type="box" size="0.012 0.018 0.012" pos="{_f(WRIST_CAM_POS[:2])} {WRIST_CAM_POS[2] + 0.014}"
                       material="mat_dark" class="visual"/>
-                <camera name="wrist" pos="{_f(WRIST_CAM_POS)}" xyaxes="{wrist_xyaxes}" fovy="75"/>
+                <camera name="wrist" pos="{_f(WRIST_CAM_POS)}" xyaxes="{wrist_xyaxes}" fovy="{WRIST_FOVY}"/>
                 <body name="finger_left" gravcomp="1">
                   <joint name="finger_left" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}" damping="80"
                          armature="0.05"/>

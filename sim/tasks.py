@@ -21,9 +21,10 @@ import numpy as np
 from sim import scene as sc
 
 # Where things may be placed on the table (object centres), metres.
-PLACE_X = (-0.20, 0.20)
-PLACE_Y = (-0.25, 0.25)
-OBJ_OBJ_GAP = 0.09  # centre distance between two objects (leaves room for the open fingers)
+PLACE_X = (-0.15, 0.15)
+PLACE_Y = (-0.21, 0.21)
+MAX_OBJECT_YAW = 0.3  # rad: a 5 cm cube turned this far still fits the open fingers, so no wrist turn is needed
+OBJ_OBJ_GAP = 0.10  # centre distance between two objects (leaves room for the open fingers)
 OBJ_CON_GAP = 0.035  # clearance between an object's bounding circle and a container's
 CON_CON_GAP = 0.02
 SETTLED_SPEED = 0.08  # m/s: an object moving slower than this counts as resting
@@ -67,9 +68,9 @@ class PlacementTask:
     name = "placement"
     n_stages = 1
     max_seconds = 25.0
-    distractor_range = (1, 3)
+    distractor_range = (1, 2)
 
-    def __init__(self, distractors: int | None = None, distractor_container: float = 0.5,
+    def __init__(self, distractors: int | None = None, distractor_container: float = 0.3,
                  object_kinds: tuple[str, ...] | None = None, container_kinds: tuple[str, ...] | None = None):
         self.distractors = distractors
         self.distractor_container = float(distractor_container)
@@ -145,8 +146,8 @@ class PlacementTask:
             if xy is None:
                 return None
             objects.append(sc.ObjectSpec(f"obj{i}", kind, color, (float(xy[0]), float(xy[1])),
-                                         float(rng.uniform(-math.pi, math.pi))))
-        start = (-0.15 + rng.uniform(-0.03, 0.03), rng.uniform(-0.06, 0.06), 0.25 + rng.uniform(-0.02, 0.02))
+                                         float(rng.uniform(-MAX_OBJECT_YAW, MAX_OBJECT_YAW))))
+        start = (-0.12 + rng.uniform(-0.03, 0.03), rng.uniform(-0.06, 0.06), 0.22 + rng.uniform(-0.02, 0.02))
         layout = sc.Layout(objects, containers, tuple(float(v) for v in start))
         target_con = containers[0]
         goal = Goal([(objects[i].name, target_con.name) for i in range(self.n_stages)])
@@ -186,14 +187,14 @@ class PickPlaceTask(PlacementTask):
     name = "pick_place"
     n_stages = 1
     max_seconds = 25.0
-    distractor_range = (1, 3)
+    distractor_range = (1, 2)
 
 
 class TwoStageTask(PlacementTask):
     name = "two_stage"
     n_stages = 2
     max_seconds = 45.0
-    distractor_range = (1, 2)
+    distractor_range = (1, 1)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -203,7 +204,7 @@ TASKS: dict[str, Callable[..., PlacementTask]] = {
     "two_stage": TwoStageTask,
 }
 
-ENV_OPTIONS = ("image_size", "cameras", "control_hz", "render", "max_steps", "physics_dt", "shadows")
+ENV_OPTIONS = ("image_size", "cameras", "control_hz", "render", "max_steps", "physics_dt", "shadows", "view_size")
 
 
 def list_tasks() -> list[str]:
@@ -214,9 +215,10 @@ def make(name: str, seed: int = 0, **options):
     """Build the environment of task ``name``.
 
     Env options: image_size (int or (h, w), default 224), cameras (default ("agentview", "wrist")),
-    control_hz (10), render (True), max_steps (task default), physics_dt (0.002), shadows (False).
+    control_hz (10), render (True), max_steps (task default), physics_dt (0.002), shadows (False),
+    view_size (0; N > 0 lets ``env.views()`` render every camera at N² for videos).
     Task options: distractors (number of distractor objects; default random), distractor_container
-    (probability of a second container, 0.5), object_kinds, container_kinds.
+    (probability of a second container, 0.3), object_kinds, container_kinds.
     """
     from sim.env import TabletopEnv
 

@@ -19,11 +19,11 @@ SATURATION = 0.5
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def augment_image(image: np.ndarray, rng: np.random.Generator, *, wrist: bool) -> np.ndarray:
-    """uint8 [H,W,3] → uint8 [H,W,3]."""
+def augment_image(image: np.ndarray, rng: np.random.Generator, *, geometric: bool) -> np.ndarray:
+    """uint8 [H,W,3] → uint8 [H,W,3]; `geometric` adds the crop and rotation (views from fixed cameras)."""
     height, width = image.shape[:2]
     out = image
-    if not wrist:
+    if geometric:
         crop_h, crop_w = int(height * CROP_FRACTION), int(width * CROP_FRACTION)
         top = int(rng.integers(0, height - crop_h + 1))
         left = int(rng.integers(0, width - crop_w + 1))

@@ -125,6 +125,7 @@ class LeRobotDataset:
         self._row_episode = np.repeat(np.arange(len(starts)), lengths)
         self._local = threading.local()
         self._readers: list[VideoReader] = []
+        self._cached_frames: dict[str, np.ndarray] = {}
 
     # -- reading the tables ------------------------------------------------------------------------------------
 
@@ -268,7 +269,31 @@ class LeRobotDataset:
             frame_index=int(self._frame_index[row]),
         )
 
+    def video_sources(self) -> dict[str, list[tuple[str, int]]]:
+        """Video camera → (file, frame index) of every row, in row order."""
+        sources = {}
+        for camera in self.cameras:
+            if self._features[camera]["dtype"] != "video":
+                continue
+            fps = float(self._features[camera].get("info", {}).get("video.fps", self.fps))
+            rows = []
+            for episode in self.episodes:
+                path, offset = episode.videos[camera]
+                stamps = self._timestamp[episode.start : episode.start + episode.length]
+                rows += [(str(path), round((offset + t) * fps)) for t in stamps]
+            sources[camera] = rows
+        return sources
+
+    def use_frame_cache(self, *, progress: bool = True) -> None:
+        """Read video frames from a decoded, memory-mapped copy (built on first use; see training.frame_cache)."""
+        from training.frame_cache import open_frames
+
+        self._cached_frames = open_frames(self.root, self.video_sources(), progress=progress)
+
     def image(self, row: int, camera: str) -> np.ndarray:
+        cached = self._cached_frames.get(camera)
+        if cached is not None:
+            return np.array(cached[row])
         if camera in self._images_in_table:
             cell = self._images_in_table[camera][row].as_py()
             if isinstance(cell, dict):

@@ -89,6 +89,8 @@ def train(
     dataset = open_dataset(config)
     loader = checkpoints = None
     try:
+        if config.data.frame_cache:
+            dataset.use_frame_cache(progress=progress)
         norm_stats = read_norm_stats(config)
         if overwrite and directory.exists():
             shutil.rmtree(directory)
@@ -230,11 +232,16 @@ def _text_tokenizer(
     top = SKIP_TOKENS + (config.fast_vocab_size if config.fast_loss_weight > 0 else 0)
     if reasoning is not None:
         top = max(top, config.model.vocab_size - min(reasoning_tokens(config.model.vocab_size)))
+    if config.model.state_tokens:
+        if config.fast_loss_weight > 0 or reasoning is not None:
+            raise UserFacingError("state_tokens reserve the top of the vocabulary, where FAST and the reasoning "
+                                  "protocol keep their ids; use the text state (discrete_state_input) with those")
+        top = max(top, config.model.vocab_size - config.model.state_token_offset)
     free = config.model.vocab_size - top
     if tokenizer.vocab_size > free:
         raise UserFacingError(
             f"the run's tokenizer has {tokenizer.vocab_size} pieces but only {free} ids of the model's "
-            f"{config.model.vocab_size}-token vocabulary are free of FAST and protocol tokens; "
+            f"{config.model.vocab_size}-token vocabulary are free of FAST, protocol and state tokens; "
             "lower tokenizer_vocab_size"
         )
     return tokenizer

@@ -118,7 +118,7 @@ class SampleMaker:
                 continue
             image = resize_with_pad(frame.images[dataset_key], size, size)
             if self.data.augment:
-                image = augment_image(image, rng, wrist="wrist" in key)
+                image = augment_image(image, rng, geometric=self.data.geometric_augment and "wrist" not in key)
             images[key] = image
             image_masks[key] = np.bool_(True)
 
