@@ -49,7 +49,7 @@ def smooth_state_embeddings(cfg: ModelConfig, key: jax.Array) -> jax.Array:
     dimension, so that neighbouring bins start out alike and a model trained from scratch reads a number line."""
     bins, width = cfg.state_tokens, cfg.paligemma.width
     centres = jnp.linspace(-1.0, 1.0, 2 * bins + 1)[1::2]
-    value_code = posemb_sincos(centres, width, 0.05, 8.0)
+    value_code = posemb_sincos(centres, width, 8.0 / bins, 8.0)  # periods from 4 bins to 4× the range
     dim_code = jax.random.normal(key, (cfg.action_dim, width))
     rows = value_code[None, :, :] + dim_code[:, None, :]
     return (rows / jnp.std(rows)).reshape(cfg.action_dim * bins, width)

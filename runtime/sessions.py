@@ -40,6 +40,7 @@ class Session:
     id: str
     task: str
     last_step: int = -1
+    task_since_step: int = -1  # the first observation step of the current task: older plans belong to another task
     subtask: str = ""
     subtask_version: int = 0
     pending_snapshot: pb.Observation | None = None  # the newest accepted observation the planner has not seen
@@ -84,8 +85,10 @@ class SessionRegistry:
         if old is not None:
             old.taken_over.set()
             session.last_step = old.last_step
+            session.task_since_step = old.last_step + 1
             if not task or task == old.task:
                 session.task, session.subtask, session.subtask_version = old.task, old.subtask, old.subtask_version
+                session.task_since_step = old.task_since_step
                 if old.first_subtask.is_set():
                     session.first_subtask.set()
         self._sessions[session_id] = session
@@ -112,6 +115,7 @@ class SessionRegistry:
 
         if task != session.task:
             session.task, session.subtask = task, ""
+            session.task_since_step = obs.step
             session.first_subtask.clear()
         session.last_step = obs.step
         session.pending_snapshot = obs
@@ -133,7 +137,7 @@ class SessionRegistry:
         """Records the planner's answer if its session is still open and on the same task → the update to send."""
         session = self._sessions.get(reply.session_id)
         text = reply.subtask.strip()
-        if session is None or not text:
+        if session is None or not text or reply.observation_step < session.task_since_step:
             return None
         session.subtask = text
         session.subtask_version += 1

@@ -52,6 +52,16 @@ def _subtask(phase: str, obj_descr: str, con_descr: str) -> str:
     return f"release the {obj_descr}"
 
 
+def subtask_phrases(env) -> set[str]:
+    """Every subtask the expert can name in ``env``'s episode: the five phases of each (object, container) stage."""
+    phrases = set()
+    for obj, con in env.goal.stages:
+        ospec, cspec = env.object_spec(obj), env.container_spec(con)
+        for phase in (APPROACH, GRASP, LIFT, TRANSPORT, RELEASE):
+            phrases.add(_subtask(phase, ospec.description, cspec.description))
+    return phrases
+
+
 def _nearest_equivalent(angle: float, period: float, ref: float) -> float:
     """The angle congruent to ``angle`` modulo ``period`` that is closest to ``ref``."""
     return ref + ((angle - ref + period / 2) % period) - period / 2

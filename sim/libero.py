@@ -245,6 +245,9 @@ class LiberoSim:
     def max_steps(self, job: Job) -> int:
         return self._max_steps or max_steps(self.tasks[job.task_id].suite)
 
+    def referee(self) -> None:
+        return None
+
     def close(self) -> None:
         if self._env is not None:
             self._env.close()

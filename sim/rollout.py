@@ -93,6 +93,23 @@ class SubtaskMark:
     version: int
 
 
+@dataclasses.dataclass
+class RefereeCount:
+    """The closed-loop planner metric of one episode: of the steps the policy acted on a subtask, how many named
+    what the scripted expert would do in that state (`agree`), and how many named nothing the expert ever says
+    in this episode (`unknown`: a phrase never seen in training)."""
+
+    steps: int = 0
+    agree: int = 0
+    unknown: int = 0
+
+    def add(self, text: str, expert: str, phrases: frozenset[str]) -> None:
+        said = " ".join(text.lower().split()).rstrip(".;")
+        self.steps += 1
+        self.agree += said == expert
+        self.unknown += said not in phrases
+
+
 @dataclasses.dataclass(frozen=True)
 class EpisodeResult:
     job: Job
@@ -108,6 +125,7 @@ class EpisodeResult:
     error: str | None
     wall_s: float
     worker: int
+    referee: RefereeCount | None = None
 
     def to_json(self, libero: bool) -> dict:
         row = {"task": self.job.task, "episode": self.job.episode, "seed": self.job.seed}
@@ -124,6 +142,8 @@ class EpisodeResult:
             wall_s=round(self.wall_s, 3),
             worker=self.worker,
         )
+        if self.referee is not None:
+            row["referee"] = dataclasses.asdict(self.referee)
         return row
 
 
@@ -334,6 +354,7 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
     policy.begin(job, obs)
     marks: list[SubtaskMark] = []
     env_ms: list[float] = []
+    referee = RefereeCount() if isinstance(policy, RemotePolicy) else None
     text, steps, success, error = "", 0, False, None
     try:
         while steps < limit and not success:
@@ -341,6 +362,9 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
             if text and (not marks or marks[-1].text != text):
                 marks.append(SubtaskMark(steps, text, version))
                 emit(SubtaskChanged(job, steps, text))
+            judged = sim.referee() if referee is not None and text else None
+            if judged is not None:
+                referee.add(text, *judged)
             if video is not None:
                 video.add(video_panels(obs), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
             t = time.perf_counter()
@@ -366,6 +390,7 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
         policy_ms=trace.policy_ms, server_ms=trace.server_ms, env_ms=tuple(env_ms),
         planner_updates=trace.planner_updates, video=saved, error=error,
         wall_s=time.perf_counter() - started, worker=worker,
+        referee=referee if referee is not None and referee.steps else None,
     )
 
 
@@ -544,6 +569,14 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
     }
     if config.policy.kind == "remote":
         results_json["server_ms"] = latency_summary([v for r in ordered for v in r.server_ms])
+    counts = [r.referee for r in ordered if r.referee is not None]
+    if counts:
+        steps = sum(c.steps for c in counts)
+        results_json["planner_closed_loop"] = {
+            "steps": steps,
+            "expert_agreement": round(sum(c.agree for c in counts) / steps, 4),
+            "unknown_phrase_rate": round(sum(c.unknown for c in counts) / steps, 4),
+        }
     return results_json
 
 
@@ -564,6 +597,10 @@ def format_table(results: dict) -> list[str]:
     env = results["env_step_ms"]
     if env.get("count"):
         lines.append(f"env step: p50 {env['p50']:.1f} ms, p99 {env['p99']:.1f} ms")
+    planner = results.get("planner_closed_loop")
+    if planner:
+        lines.append(f"closed-loop subtasks: {planner['expert_agreement']:.3f} agree with the expert, "
+                     f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps")
     return lines
 
 

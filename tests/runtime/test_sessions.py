@@ -49,3 +49,32 @@ def test_a_snapshot_without_state_carries_none():
     snapshot = registry.take_snapshot(session)
     assert not snapshot.HasField("state")
     assert snapshot.task == "put the red cube in the bowl"
+
+
+def test_a_plan_for_the_previous_task_is_dropped_when_the_task_changes_in_flight():
+    registry = SessionRegistry(SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3))
+    session = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(session, observation(1))
+    in_flight = registry.take_snapshot(session)  # the planner works on the red cube ...
+    request = registry.accept(session, observation(2, task="put the blue cube in the bowl"))  # ... the task changes
+
+    stale = pb.PlanReply(session_id="arm", subtask="move to the red cube", observation_step=in_flight.observation_step)
+    assert registry.apply_subtask(stale) is None
+    assert (session.subtask, session.subtask_version) == ("", 0)
+    assert not session.first_subtask.is_set() and request.subtask == "put the blue cube in the bowl"
+
+    fresh = registry.take_snapshot(session)
+    update = registry.apply_subtask(
+        pb.PlanReply(session_id="arm", subtask="move to the blue cube", observation_step=fresh.observation_step)
+    )
+    assert update is not None and (update.text, update.version) == ("move to the blue cube", 1)
+
+
+def test_a_takeover_with_a_new_task_drops_plans_made_for_the_old_one():
+    registry = SessionRegistry(SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3))
+    old = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(old, observation(4))
+    in_flight = registry.take_snapshot(old)
+    new = registry.open("arm", "put the blue cube in the bowl")
+    late = pb.PlanReply(session_id="arm", subtask="move to the red cube", observation_step=in_flight.observation_step)
+    assert registry.apply_subtask(late) is None and new.subtask == ""

@@ -7,7 +7,7 @@ import pytest
 
 from runtime.cli import main as cli_main
 from sim.envspec import EnvSpecError, parse_env
-from sim.rollout import latency_summary
+from sim.rollout import VIDEO_VIEW_SIZE, latency_summary, video_panels
 from sim.tasks import list_tasks
 
 EPISODE_FIELDS = {"task", "episode", "seed", "instruction", "success", "steps", "subtasks", "planner_updates",
@@ -63,8 +63,36 @@ def test_scripted_rollout_writes_captioned_videos_with_workers(tmp_path):
         ok, frame = capture.read()
         capture.release()
         assert ok and frames == episode["steps"] + 1
-        assert frame.shape[1] == 2 * 64 and frame.shape[0] > 64  # both cameras over a caption band
+        # both cameras at viewing size, then the policy's two 64² inputs in one column, over a caption band
+        assert frame.shape[1] == 2 * VIDEO_VIEW_SIZE + VIDEO_VIEW_SIZE // 2 and frame.shape[0] > VIDEO_VIEW_SIZE
     assert not list((tmp_path / "run" / "videos").glob(".w*"))
+
+
+def test_video_panels_show_the_views_beside_the_policy_input():
+    from sim.episode import BuiltinSim, Job
+
+    sim = BuiltinSim(64, render=True, view_size=256)
+    try:
+        obs = sim.start(Job(0, "pick_place", 0, 4))
+        plain = BuiltinSim(64, render=True)
+        try:
+            same = plain.start(Job(0, "pick_place", 0, 4))
+        finally:
+            plain.close()
+    finally:
+        sim.close()
+    for camera, image in obs.images.items():  # a viewing render never changes what the policy sees
+        assert image.shape == (64, 64, 3) and (image == same.images[camera]).all()
+    panels = video_panels(obs)
+    assert [p.shape for p in panels] == [(256, 256, 3), (256, 256, 3), (256, 128, 3)]
+    top = panels[2][:128]
+    assert (top[::2, ::2] == obs.images["agentview"]).all()
+
+
+def test_same_scene_rollout_repeats_one_seed(tmp_path):
+    rc, results = _rollout(tmp_path, "--env", "builtin:pick_place", "--policy", "scripted", "--episodes", "2",
+                           "--seed", "9", "--same-scene", "--quiet")
+    assert rc == 0 and [e["seed"] for e in results["episodes"]] == [9, 9]
 
 
 def test_parse_env_selections():

@@ -148,3 +148,33 @@ def test_action_noise_perturbs_the_motion_but_records_the_experts_clean_actions(
     assert speeds.max() <= 0.6 + 1e-5
     with pytest.raises(ValueError, match="action_noise"):
         record("pick_place", 1, tmp_path / "bad", image_size=IMG, progress=False, action_noise=-1.0)
+
+
+def test_mistakes_miss_the_first_grasp_and_the_labels_show_the_recovery(tmp_path):
+    """With mistakes=1 the executing expert closes its fingers away from the object while the clean expert's
+    label still says "move to"; the episode then recovers and succeeds. Without mistakes that never happens."""
+
+    def closed_while_moving(out):
+        frames = pq.read_table(out / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+        return [
+            i for i, (state, subtask) in enumerate(zip(frames["observation.state"], frames["subtask"]))
+            if subtask.startswith("move to") and state[6] - state[7] < 0.06
+        ]
+
+    record("pick_place", 1, tmp_path / "miss", seed=3, image_size=IMG, progress=False, mistakes=1.0)
+    record("pick_place", 1, tmp_path / "clean", seed=3, image_size=IMG, progress=False)
+    assert closed_while_moving(tmp_path / "miss")
+    assert not closed_while_moving(tmp_path / "clean")
+    labels = pq.read_table(tmp_path / "miss" / "data" / "chunk-000" / "episode_000000.parquet")["action"].to_pylist()
+    assert all(a[3:6] == [0.0, 0.0, 0.0] for a in labels)  # the built-in tasks need no wrist rotation
+
+
+def test_same_scene_records_one_layout_with_different_perturbations(tmp_path):
+    out = tmp_path / "ds"
+    record("pick_place", 3, out, seed=5, image_size=IMG, progress=False, action_noise=0.1, same_scene=True)
+    episodes = _read_jsonl(out / "meta" / "episodes.jsonl")
+    assert {e["seed"] for e in episodes} == {5} and len({e["tasks"][0] for e in episodes}) == 1
+    starts = [pq.read_table(out / "data" / "chunk-000" / f"episode_{i:06d}.parquet")["observation.state"].to_pylist()
+              for i in range(3)]
+    assert starts[0][0] == starts[1][0]  # same scene, same start
+    assert starts[0] != starts[1]  # different noise
