@@ -9,10 +9,10 @@ EXTRAS ?= dev,libero
 # `make demo` needs the project alone; its stamp is separate so that it never skips the test extras' install.
 DEMO_STAMP := $(VENV)/.installed-demo
 BUNDLE ?= bundles/builtin
-DEMO_EPISODES ?= 3
+DEMO_EPISODES ?= 5
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo bundle test test-slow venv sysdeps clean
+.PHONY: demo bundle gate test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,13 @@ demo: $(DEMO_STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/robot-runtime rollout --env builtin:all --checkpoint $(BUNDLE) \
 		--episodes $(DEMO_EPISODES) --seed 0 --workers 2 --image-size 64 --replan-steps 5 --video --out $(DEMO_OUT)
 
-# Re-creates bundles/builtin from scratch: record, norm stats, three training stages, copy the serving files.
+# Re-creates bundles/builtin from scratch: record, norm stats, one training run (resumed if interrupted), copy.
 bundle: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} PATH=$(abspath $(BIN)):$$PATH bash bundles/recreate_builtin.sh
+
+# The learnability gate: record one scene, train on it from scratch for a few CPU-minutes, serve, score (≥ 9/10).
+gate: $(STAMP) sysdeps
+	MUJOCO_GL=$${MUJOCO_GL:-osmesa} PATH=$(abspath $(BIN)):$$PATH bash bundles/learnability_gate.sh
 
 # Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6), and the
 # GL/GLib libraries that LIBERO's GUI opencv-python build loads (libgl1, libglib2.0-0).

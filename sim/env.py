@@ -10,7 +10,7 @@ controller then tracks it over the physics substeps of one control period (``con
 
 State (8, float32): EE position (3, world, metres), EE orientation as axis-angle (3; the identity is the
 home orientation: fingers pointing down, opening along world y), finger joint positions (2: left in
-[0, 0.04], right in [-0.04, 0]; open = +-0.04 like the Panda fingers in LIBERO).
+[0, 0.05], right in [-0.05, 0]; open = +-0.05, as LIBERO's Panda fingers but with a wider stroke).
 
 Observation: ``{"images": {camera: HxWx3 uint8}, "state": float32[8], "task": str}`` with images upright
 (row 0 at the top; unlike LIBERO no 180 degree flip is needed); ``images`` is empty with ``render=False``.

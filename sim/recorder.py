@@ -22,7 +22,7 @@ get back on track from the states a policy reaches through its own errors (DART,
 - ``action_noise`` σ > 0 adds Gaussian noise to the position dims of the executed action in every phase but
   the grasp and release holds (a jolt there only drops the object);
 - ``mistakes`` p > 0: with probability p per stage, the executing expert's first grasp of that stage aims
-  beside the object (3.5–5 cm along the fingers' width) or closes above it (4–5 cm); the clean expert's
+  beside the object (5.5–7 cm along the fingers' width) or closes above it (4–5 cm); the clean expert's
   labels then show how to back off, reopen and grasp again.
 Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
@@ -210,7 +210,7 @@ def draw_mistakes(rng: np.random.Generator, prob: float, stages: int) -> dict[in
         if prob <= 0 or rng.random() >= prob:
             continue
         if rng.random() < 0.5:  # beside the object, along the hand's x (the fingers' width): they close on air
-            offset = (rng.choice([-1.0, 1.0]) * rng.uniform(0.035, 0.05), rng.uniform(-0.01, 0.01), 0.0)
+            offset = (rng.choice([-1.0, 1.0]) * rng.uniform(0.055, 0.07), rng.uniform(-0.01, 0.01), 0.0)
         else:  # above it: the fingertips close over the top
             offset = (rng.uniform(-0.01, 0.01), rng.uniform(-0.01, 0.01), rng.uniform(0.04, 0.05))
         out[stage] = np.array(offset)

@@ -75,8 +75,10 @@ CONTAINER_KINDS: dict[str, ContainerKind] = {
 }
 
 # Gripper geometry (metres).
-FINGER_OPEN = 0.04  # each finger's travel: pads 8 cm apart when open
-FINGER_HALF = (0.012, 0.006, 0.025)  # finger box half sizes (x, y thickness, z)
+# Wide fingers on a wide stroke: pads 10 cm apart when open and 4 cm wide, so a 5 cm object is caught from
+# ±2.5 cm off along the opening and ±3 cm along the pads: a small policy's few-cm errors still grasp.
+FINGER_OPEN = 0.05  # each finger's travel
+FINGER_HALF = (0.02, 0.006, 0.025)  # finger box half sizes (x, y thickness, z)
 FINGER_Z = 0.005  # finger box centre above the tool centre point
 FINGERTIP_BELOW_TCP = FINGER_HALF[2] - FINGER_Z  # 0.02: fingertips are this far below the TCP
 PALM_Z = 0.04
@@ -343,7 +345,7 @@ def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timeste
               <body name="hand" gravcomp="1">
                 <joint name="arm_roll" type="hinge" axis="1 0 0" range="-1.2 1.2" damping="0.2" armature="0.02"/>
                 <site name="ee" pos="0 0 0" size="0.004" rgba="1 0 0 0" group="4"/>
-                <geom name="palm" type="box" size="0.022 0.058 0.01" pos="0 0 {PALM_Z}" material="mat_metal"
+                <geom name="palm" type="box" size="0.024 0.068 0.01" pos="0 0 {PALM_Z}" material="mat_metal"
                       mass="0.4"/>
                 <geom name="wrist" type="cylinder" size="0.024 0.05" pos="0 0 {PALM_Z + 0.06}" material="mat_dark"
                       mass="0.1"/>

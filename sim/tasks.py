@@ -24,8 +24,8 @@ from sim import scene as sc
 PLACE_X = (-0.15, 0.15)
 PLACE_Y = (-0.21, 0.21)
 MAX_OBJECT_YAW = 0.3  # rad: a 5 cm cube turned this far still fits the open fingers, so no wrist turn is needed
-OBJ_OBJ_GAP = 0.10  # centre distance between two objects (leaves room for the open fingers)
-OBJ_CON_GAP = 0.035  # clearance between an object's bounding circle and a container's
+OBJ_OBJ_GAP = 0.12  # centre distance between two objects (leaves room for the open fingers)
+OBJ_CON_GAP = 0.045  # clearance between an object's bounding circle and a container's
 CON_CON_GAP = 0.02
 SETTLED_SPEED = 0.08  # m/s: an object moving slower than this counts as resting
 
