@@ -34,7 +34,7 @@ $(DEMO_STAMP): pyproject.toml
 # task through it: subtask changes are printed as they happen, mp4s and results.json land in DEMO_OUT.
 demo: $(DEMO_STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/robot-runtime rollout --env builtin:all --checkpoint $(BUNDLE) \
-		--episodes $(DEMO_EPISODES) --seed 0 --workers 2 --image-size 64 --replan-steps 5 --video --out $(DEMO_OUT)
+		--episodes $(DEMO_EPISODES) --seed 0 --workers 2 --image-size 64 --video --out $(DEMO_OUT)
 
 # Re-creates bundles/builtin from scratch: record, norm stats, one training run (resumed if interrupted), copy.
 bundle: $(STAMP) sysdeps

@@ -100,6 +100,7 @@ class EngineConfig:
     reasoning: the checkpoint follows the reasoning protocol (seed 002): the prompt is its act row
     `<bos>{subtask}<eop><boa>`, `<boa>` causal, exactly as training builds it; the request's subtask is the
     planner's latest reasoning (or the task, until the planner has one).
+    noise_scale: standard deviation of the flow's starting noise (1 = openpi; see policy.model_dir.ServingDefaults).
     """
 
     action_dims: int
@@ -109,8 +110,11 @@ class EngineConfig:
     limits: ActionLimits | None = None
     max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
     seed: int | None = None
+    noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ValueError(f"noise_scale must be finite and >= 0, got {self.noise_scale}")
         if self.action_dims < 1:
             raise ValueError(f"action_dims must be >= 1, got {self.action_dims}")
         if not (math.isfinite(self.max_guidance_weight) and self.max_guidance_weight >= 0):
@@ -301,4 +305,4 @@ class ChunkEngine:
     def _noise(self, seed: int | None) -> np.ndarray:
         rng = self._rng if seed is None else np.random.default_rng(seed)
         shape = (self.model_config.action_horizon, self.model_config.action_dim)
-        return rng.standard_normal(shape, np.float32)
+        return rng.standard_normal(shape, np.float32) * np.float32(self.config.noise_scale)

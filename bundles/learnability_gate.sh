@@ -24,5 +24,5 @@ robot-runtime train pi05_builtin --exp-name gate --overwrite $progress \
     --set num_train_steps="$steps" --set lr.warmup_steps=100 --set lr.decay_steps="$steps" ${GATE_SET:-} \
     --set save_interval="$steps" --set log_interval=50
 robot-runtime rollout --env builtin:pick_place --checkpoint "$out/checkpoints/pi05_builtin/gate/$steps" \
-    --episodes "$episodes" --seed "$scene" --same-scene --workers 2 --image-size 64 --replan-steps 5 \
+    --episodes "$episodes" --seed "$scene" --same-scene --workers 2 --image-size 64 \
     --out "$out/rollout" --quiet

@@ -4,6 +4,8 @@
     <dir>/assets/<asset_id>/norm_stats.json openpi's norm stats
     <dir>/model_config.json                 our ModelConfig (absent in openpi checkpoints: pass a config name)
     <dir>/tokenizer.model                   optional SentencePiece model (real checkpoints: the user gives a path)
+    <dir>/serving.json                      optional serving defaults the checkpoint was tuned with
+                                            ({"noise_scale": s}); absent: openpi's sampling
 """
 
 from __future__ import annotations
@@ -22,9 +24,43 @@ from policy.tokenizer import TextTokenizer, train_tokenizer
 
 CONFIG_FILE = "model_config.json"
 TOKENIZER_FILE = "tokenizer.model"
+SERVING_FILE = "serving.json"
 DEFAULT_ASSET_ID = "default"
 # Random checkpoints get every weight perturbed, so their actions depend on images, prompt and time.
 RANDOM_CHECKPOINT_NOISE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingDefaults:
+    """How a checkpoint is best sampled, measured when it was made; `serve` flags override it.
+
+    noise_scale: the standard deviation of the flow's starting noise (1 = openpi). A small model trained from
+    scratch on noisy demonstrations puts the spread of its data's futures into every chunk; starting the flow
+    nearer its centre (e.g. 0.4) samples the likelier motion.
+    """
+
+    noise_scale: float = 1.0
+
+    @classmethod
+    def read(cls, path: pathlib.Path) -> ServingDefaults:
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            defaults = cls(**data)
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{path} is not valid serving defaults ({{\"noise_scale\": 0.4}}): {err}") from err
+        check_noise_scale(defaults.noise_scale, str(path))
+        return defaults
+
+    def write(self, path: pathlib.Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+
+
+def check_noise_scale(value: float, where: str) -> float:
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+        raise CheckpointError(f"{where}: noise_scale must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +69,7 @@ class ModelDir:
     config: ModelConfig
     norm_stats: dict[str, NormStats]
     tokenizer_path: pathlib.Path | None
+    serving: ServingDefaults = ServingDefaults()
 
     @classmethod
     def open(
@@ -51,7 +88,8 @@ class ModelDir:
         config = _read_config(root, config_name)
         if dtype:
             config = config.replace(dtype=dtype)
-        return cls(root, config, _read_norm_stats(root, asset_id), _tokenizer_path(root, tokenizer))
+        serving = ServingDefaults.read(root / SERVING_FILE)
+        return cls(root, config, _read_norm_stats(root, asset_id), _tokenizer_path(root, tokenizer), serving)
 
     def load_model(self):
         return checkpoint.load_model(self.config, self.root / "params")

@@ -138,12 +138,15 @@ def _serve(args: argparse.Namespace) -> int:
         cameras = parse_cameras(args.camera)
     except ValueError as err:
         raise UserError(str(err)) from err
+    if args.noise_scale is not None and not 0 <= args.noise_scale < float("inf"):
+        raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
     options = RuntimeOptions(
         model=_model_source(args),
         address=f"{args.host}:{args.port}",
         planner_address=args.planner_address,
         planner_interval_s=args.planner_interval,
         wait_for_subtask_ms=args.wait_for_subtask_ms,
+        noise_scale=args.noise_scale,
         cameras=cameras,
         action_dims=args.action_dims,
         state_dims=args.state_dims,
@@ -402,6 +405,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-for-subtask-ms", type=float, default=DEFAULT_WAIT_FOR_SUBTASK_MS,
                    help="a session's first chunk waits up to this long for the planner's first subtask, so the actor "
                         "never acts on a prompt it was not trained on (default %(default)g; 0: act on the task at once)")
+    p.add_argument("--noise-scale", type=float, metavar="S",
+                   help="standard deviation of the flow's starting noise (default: the checkpoint's serving.json, "
+                        "else 1 as openpi)")
     p.add_argument("--camera", action="append", metavar="NAME=MODEL_KEY",
                    help="robot camera name → model image key (default: agentview=base_0_rgb wrist=left_wrist_0_rgb)")
     p.add_argument("--action-dims", type=int, help="action dims sent to the robot (default: the norm stats')")
@@ -452,7 +458,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="built-in: episode k uses seed SEED + k (default 0); LIBERO: the env seed (default 7)")
     p.add_argument("--same-scene", action="store_true",
                    help="built-in: every episode on the scene of --seed (the policy's sampling still differs)")
-    p.add_argument("--replan-steps", type=int, default=5, help="control steps between chunk requests")
+    p.add_argument("--replan-steps", type=int,
+                   help="control steps between chunk requests (default: 2 on built-in tasks, 5 on LIBERO as openpi)")
     p.add_argument("--max-steps", type=int, help="step budget per episode (default: the task's or suite's)")
     p.add_argument("--image-size", type=int, default=224, help="camera images sent to the policy are PX x PX")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one chunk")

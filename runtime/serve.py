@@ -64,6 +64,7 @@ class RuntimeOptions:
     planner_address: str | None = None
     planner_interval_s: float = 0.0
     wait_for_subtask_ms: float = DEFAULT_WAIT_FOR_SUBTASK_MS
+    noise_scale: float | None = None  # None: the checkpoint's serving.json, else 1
     cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CAMERAS))
     action_dims: int | None = None
     state_dims: int | None = None
@@ -334,7 +335,8 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     background.append(asyncio.create_task(link.run()))
 
     def build():
-        config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning)
+        noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
+        config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning, noise_scale=noise_scale)
         engine = ChunkEngine.from_model_dir(model_dir, config, num_steps=options.num_steps)
         warm_up_actor(engine, settings, cfg.vision.image_size, options.max_batch)
         return engine

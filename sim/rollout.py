@@ -49,6 +49,8 @@ from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Observation, S
 PolicyKind = Literal["scripted", "remote"]
 DEFAULT_TIMEOUT_S = 120.0
 POLL_S = 0.5
+BUILTIN_REPLAN_STEPS = 2  # the bundled policy's measured best (5 loses about half its successes)
+LIBERO_REPLAN_STEPS = 5  # openpi's LIBERO protocol, so success rates compare with published ones
 VIDEO_VIEW_SIZE = 256  # builtin videos show every camera at this size beside the policy's own input
 
 
@@ -78,7 +80,7 @@ class RolloutConfig:
     video: bool = False
     seed: int | None = None
     same_scene: bool = False  # built-in: every episode on the scene of `seed` (the learnability gate)
-    replan_steps: int = 5
+    replan_steps: int | None = None  # None: BUILTIN_REPLAN_STEPS or LIBERO_REPLAN_STEPS
     image_size: int = 224
     max_steps: int | None = None
     libero_prompt: str = "auto"
@@ -411,7 +413,7 @@ def _make_sim(config: RolloutConfig, libero_tasks: Sequence) -> Sim:
 def _make_policy(config: RolloutConfig, sim: Sim, run_id: str) -> Policy:
     if config.policy.kind == "scripted":
         return ScriptedPolicy(sim)
-    return RemotePolicy(config.policy, config.replan_steps, run_id)
+    return RemotePolicy(config.policy, effective_replan_steps(config), run_id)
 
 
 def run_worker(worker: int, config: RolloutConfig, libero_tasks: Sequence, jobs: Iterable[Job],
@@ -490,6 +492,12 @@ def _run_pool(config: RolloutConfig, libero_tasks: Sequence, jobs: Sequence[Job]
 # -- planning, reporting, results ----------------------------------------------------------------------------
 
 
+def effective_replan_steps(config: RolloutConfig) -> int:
+    if config.replan_steps is not None:
+        return config.replan_steps
+    return LIBERO_REPLAN_STEPS if config.selection.kind == "libero" else BUILTIN_REPLAN_STEPS
+
+
 def effective_seed(config: RolloutConfig) -> int:
     """LIBERO's protocol seeds every env with 7; built-in episodes count up from 0."""
     from sim.libero import DEFAULT_SEED
@@ -560,7 +568,7 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
             "episodes_per_task": config.episodes,
             "policy": config.policy.label,
             "seed": effective_seed(config),
-            "replan_steps": config.replan_steps if config.policy.kind == "remote" else None,
+            "replan_steps": effective_replan_steps(config) if config.policy.kind == "remote" else None,
             "workers": config.workers,
             "image_size": config.image_size,
             "max_steps": config.max_steps,
@@ -660,7 +668,7 @@ def rollout(config: RolloutConfig, reporter: Reporter | None = None) -> dict:
     """Runs every episode of the selection and writes `results.json` → the results."""
     if config.workers < 1:
         raise RolloutError(f"--workers must be >= 1, got {config.workers}")
-    if config.replan_steps < 1:
+    if config.replan_steps is not None and config.replan_steps < 1:
         raise RolloutError(f"--replan-steps must be >= 1, got {config.replan_steps}")
     jobs, libero_tasks = plan_jobs(config)
     if config.policy.kind == "remote":

@@ -23,7 +23,7 @@ import numpy as np
 
 from policy.checkpoint import flatten, load_params
 from policy.config import ModelConfig
-from policy.model_dir import CONFIG_FILE, TOKENIZER_FILE
+from policy.model_dir import CONFIG_FILE, SERVING_FILE, TOKENIZER_FILE, ServingDefaults
 from policy.normalize import NormStats, save_norm_stats
 from training.state import TrainState, split
 
@@ -72,6 +72,7 @@ class Checkpoints:
         tokenizer_path: pathlib.Path,
         norm_stats: Mapping[str, NormStats],
         asset_id: str,
+        serving: ServingDefaults | None = None,
     ) -> pathlib.Path:
         ocp = self._ocp
         params = jax.device_get(state.params(use_ema=True))
@@ -93,6 +94,8 @@ class Checkpoints:
         (out / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
         shutil.copyfile(tokenizer_path, out / TOKENIZER_FILE)
         save_norm_stats(out / "assets" / asset_id, norm_stats)
+        if serving is not None:
+            serving.write(out / SERVING_FILE)
         return out
 
     def restore(self, step: int, like: TrainState) -> TrainState:

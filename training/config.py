@@ -111,6 +111,8 @@ class TrainConfig:
     seed: int = 42
     checkpoint_dir: str = "checkpoints"
     assets_dir: str = "assets"
+    # Written to each checkpoint's serving.json (policy.model_dir.ServingDefaults); None writes none.
+    serve_noise_scale: float | None = None
     fsdp_devices: int = 1
     # Parameters smaller than this stay replicated under FSDP.
     fsdp_min_mb: float = 4.0
@@ -302,15 +304,16 @@ def _builtin() -> TrainConfig:
         subtask_loss_weight=1.0,
         fast_loss_weight=0.0,
         flow_loss_weight=1.0,
-        lr=CosineSchedule(warmup_steps=200, peak_lr=1e-3, decay_steps=6_000, decay_lr=2e-5),
+        lr=CosineSchedule(warmup_steps=300, peak_lr=2e-3, decay_steps=12_000, decay_lr=2e-5),
         optimizer=AdamW(weight_decay=1e-4),
         batch_size=32,
-        num_train_steps=6_000,
+        num_train_steps=12_000,
         log_interval=50,
         save_interval=1_000,
         keep_period=None,
         tokenizer_vocab_size=512,
         max_text_len=48,
+        serve_noise_scale=0.4,
     )
 
 

@@ -25,6 +25,7 @@ from flax import nnx
 
 from policy.checkpoint import abstract_model, flatten
 from policy.errors import UserFacingError
+from policy.model_dir import ServingDefaults
 from policy.fast import SKIP_TOKENS, FastTokenizer
 from policy.normalize import normalize
 from policy.prompts import actor_text, clean_instruction, planner_text, reasoning_tokens
@@ -167,6 +168,7 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
         "tokenizer_path": tokenizer.path,
         "norm_stats": norm_stats,
         "asset_id": config.data.asset_id,
+        "serving": None if config.serve_noise_scale is None else ServingDefaults(config.serve_noise_scale),
     }
 
     end = config.num_train_steps

@@ -189,3 +189,17 @@ def test_engine_config_errors(tiny_sampler, actor_tokenizer, norm_stats):
         ChunkEngine(tiny_sampler, actor_tokenizer, norm_stats, EngineConfig(7, limits=ActionLimits(np.zeros(3), 1.0)))
     with pytest.raises(ValueError, match="'actions' entry"):
         ChunkEngine(tiny_sampler, actor_tokenizer, {"state": norm_stats["state"]}, EngineConfig(action_dims=7))
+
+
+def test_noise_scale_narrows_the_flow_start_and_zero_makes_chunks_seed_free(tiny_sampler, actor_tokenizer, norm_stats):
+    def chunks(scale: float, seed: int) -> np.ndarray:
+        engine = ChunkEngine(tiny_sampler, actor_tokenizer, norm_stats, EngineConfig(ACTION_DIMS, noise_scale=scale))
+        return engine.run([dataclasses.replace(_request(0), seed=seed)])[0].actions
+
+    np.testing.assert_allclose(chunks(0.0, 1), chunks(0.0, 2), atol=1e-6)
+    assert np.abs(chunks(1.0, 1) - chunks(1.0, 2)).max() > 1e-3
+    spread_full = np.abs(chunks(1.0, 1) - chunks(1.0, 2)).mean()
+    spread_narrow = np.abs(chunks(0.3, 1) - chunks(0.3, 2)).mean()
+    assert spread_narrow < spread_full
+    with pytest.raises(ValueError, match="noise_scale"):
+        EngineConfig(ACTION_DIMS, noise_scale=-0.1)

@@ -70,3 +70,19 @@ def test_text_tokenizer_opens_the_bundled_model_or_says_what_is_missing(tmp_path
     junk.write_bytes(b"not a sentencepiece model")
     with pytest.raises(CheckpointError, match="not a SentencePiece model"):
         ModelDir.open(tmp_path, config_name="dummy", tokenizer=junk).text_tokenizer()
+
+
+def test_serving_defaults_come_from_serving_json_and_bad_ones_are_refused(tmp_path, tiny_dir):
+    import shutil
+
+    from policy.model_dir import SERVING_FILE, ServingDefaults
+
+    assert ModelDir.open(tiny_dir).serving == ServingDefaults(noise_scale=1.0)  # openpi's sampling without the file
+    copy = tmp_path / "tuned"
+    shutil.copytree(tiny_dir, copy)
+    ServingDefaults(noise_scale=0.4).write(copy / SERVING_FILE)
+    assert ModelDir.open(copy).serving.noise_scale == 0.4
+    for bad in ('{"noise_scale": -1}', '{"noise_scale": "x"}', '{"temperature": 1}', "not json"):
+        (copy / SERVING_FILE).write_text(bad)
+        with pytest.raises(CheckpointError, match=SERVING_FILE):
+            ModelDir.open(copy)

@@ -26,7 +26,7 @@ def test_bundle_is_small_and_matches_its_training_config():
 def _rollout(tmp_path, episodes: int, *extra: str) -> tuple[dict, str]:
     out = tmp_path / "run"
     rc = cli_main(["rollout", "--env", "builtin:all", "--checkpoint", str(BUNDLE), "--episodes", str(episodes),
-                   "--workers", "2", "--image-size", "64", "--replan-steps", "5", "--out", str(out), *extra])
+                   "--workers", "2", "--image-size", "64", "--out", str(out), *extra])
     return json.loads((out / "results.json").read_text()), rc
 
 

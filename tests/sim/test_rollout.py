@@ -143,3 +143,16 @@ def test_scripted_experts_succeed_on_50_episodes_per_task(tmp_path):
     assert rc == 0
     for task, row in results["per_task"].items():
         assert row["episodes"] == 50 and row["success_rate"] >= 0.95, (task, row)
+
+
+def test_replan_steps_default_per_benchmark():
+    import pathlib
+
+    from sim.rollout import BUILTIN_REPLAN_STEPS, LIBERO_REPLAN_STEPS, PolicySpec, RolloutConfig, effective_replan_steps
+
+    def config(env: str, replan: int | None) -> RolloutConfig:
+        return RolloutConfig(parse_env(env), 1, PolicySpec("scripted"), pathlib.Path("x"), replan_steps=replan)
+
+    assert effective_replan_steps(config("builtin:all", None)) == BUILTIN_REPLAN_STEPS == 2
+    assert effective_replan_steps(config("libero:libero_spatial", None)) == LIBERO_REPLAN_STEPS == 5
+    assert effective_replan_steps(config("builtin:all", 7)) == 7

@@ -45,7 +45,7 @@ def test_actions_move_the_end_effector_like_libero():
     env = tasks.make("pick_place", seed=2, render=False)
     s0 = env.reset()["state"]
     assert np.allclose(s0[3:6], 0.0, atol=1e-6)  # home orientation is the identity
-    assert np.allclose(s0[6:], [0.04, -0.04], atol=1e-3)  # open, LIBERO finger signs
+    assert np.allclose(s0[6:], [0.05, -0.05], atol=1e-3)  # open, LIBERO finger signs
     s1 = env.step([1, 0, -0.5, 0, 0, 0, -1])[0]["state"]
     assert np.allclose(s1[:3] - s0[:3], [0.05, 0.0, -0.025], atol=0.005)
     s2 = env.step([0, 0, 0, 0, 0, 1, -1])[0]["state"]
