@@ -49,9 +49,9 @@ class Sim(Protocol):
 
     def max_steps(self, job: Job) -> int: ...
 
-    def referee(self) -> tuple[str, frozenset[str]] | None:
-        """(the scripted expert's subtask for the current state, every subtask it could name in this episode), or
-        None where the sim has no expert; what the closed-loop planner metric compares the policy's subtask with."""
+    def referee(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """(the subtasks that fit the world's current state, every subtask the expert can name in this episode),
+        or None where the sim cannot tell; what the closed-loop planner metric judges the policy's subtask by."""
         ...
 
     def close(self) -> None: ...
@@ -75,12 +75,11 @@ class BuiltinSim:
         if job.task not in self._envs:
             self._envs[job.task] = make(job.task, seed=job.seed, image_size=self.image_size, render=self.render,
                                         max_steps=self._max_steps, view_size=self.view_size)
-        from sim.expert import ScriptedExpert, subtask_phrases
+        from sim.expert import subtask_phrases
 
         self.env = self._envs[job.task]
         self.fps = self.env.fps
         obs = self._observation(self.env.reset(seed=job.seed))
-        self._expert = ScriptedExpert()
         self._phrases = frozenset(subtask_phrases(self.env))
         return obs
 
@@ -91,9 +90,10 @@ class BuiltinSim:
     def max_steps(self, job: Job) -> int:
         return self.env.max_steps
 
-    def referee(self) -> tuple[str, frozenset[str]]:
-        _, label = self._expert.act(self.env)
-        return label, self._phrases
+    def referee(self) -> tuple[frozenset[str], frozenset[str]]:
+        from sim.expert import consistent_subtasks
+
+        return frozenset(consistent_subtasks(self.env)), self._phrases
 
     def close(self) -> None:
         for env in self._envs.values():

@@ -62,6 +62,42 @@ def subtask_phrases(env) -> set[str]:
     return phrases
 
 
+def consistent_subtasks(env) -> set[str]:
+    """The subtasks that fit the world as it is now, whatever led there: the current stage is the first whose
+    object is not yet placed; with its object between the fingers the robot is grasping, lifting, carrying or
+    releasing it (releasing only over its container), without it, moving to or grasping it. What the
+    closed-loop planner metric compares a planner's subtask with; unlike the expert's own phase, it never
+    depends on how the policy got here."""
+    stages = env.goal.stages
+    done = 0
+    while done < len(stages) and in_container(env, *stages[done]) and not env.touching_gripper(stages[done][0]):
+        done += 1
+    extra: set[str] = set()
+    if done == len(stages):
+        obj, con = stages[-1]
+        phases = {RELEASE}
+    else:
+        obj, con = stages[done]
+        left, right = env.finger_contacts(obj)
+        held = left and right and env.gripper_opening() > 0.008
+        if not held:
+            phases = {APPROACH, GRASP}
+            near = float(np.linalg.norm(env.body_pos(obj)[:2] - env.body_pos(con)[:2]))
+            if near < sc.CONTAINER_KINDS[env.container_spec(con).kind].inner:  # let go over its container
+                phases.add(RELEASE)
+        else:
+            lifted = env.body_pos(obj)[2] > sc.OBJECT_KINDS[env.object_spec(obj).kind].half_height + 0.01
+            over = float(np.linalg.norm(env.ee_pos()[:2] - env.body_pos(con)[:2])) < sc.CONTAINER_KINDS[
+                env.container_spec(con).kind].inner
+            phases = {GRASP, LIFT} if not lifted else ({TRANSPORT, RELEASE} if over else {LIFT, TRANSPORT})
+        if done > 0:  # backing off from the object just placed
+            prev_obj, prev_con = stages[done - 1]
+            ospec, cspec = env.object_spec(prev_obj), env.container_spec(prev_con)
+            extra = {_subtask(RELEASE, ospec.description, cspec.description)}
+    ospec, cspec = env.object_spec(obj), env.container_spec(con)
+    return {_subtask(p, ospec.description, cspec.description) for p in phases} | extra
+
+
 def _nearest_equivalent(angle: float, period: float, ref: float) -> float:
     """The angle congruent to ``angle`` modulo ``period`` that is closest to ``ref``."""
     return ref + ((angle - ref + period / 2) % period) - period / 2

@@ -97,18 +97,19 @@ class SubtaskMark:
 
 @dataclasses.dataclass
 class RefereeCount:
-    """The closed-loop planner metric of one episode: of the steps the policy acted on a subtask, how many named
-    what the scripted expert would do in that state (`agree`), and how many named nothing the expert ever says
-    in this episode (`unknown`: a phrase never seen in training)."""
+    """The closed-loop planner metric of one episode: of the steps the policy acted on a subtask, how many named a
+    subtask that fits the world's state then (`agree`: the right object, container and a phase that matches
+    the gripper, e.g. no "lift" with an empty hand), and how many named nothing the expert ever says in this
+    episode (`unknown`: a phrase never seen in training)."""
 
     steps: int = 0
     agree: int = 0
     unknown: int = 0
 
-    def add(self, text: str, expert: str, phrases: frozenset[str]) -> None:
+    def add(self, text: str, fitting: frozenset[str], phrases: frozenset[str]) -> None:
         said = " ".join(text.lower().split()).rstrip(".;")
         self.steps += 1
-        self.agree += said == expert
+        self.agree += said in fitting
         self.unknown += said not in phrases
 
 

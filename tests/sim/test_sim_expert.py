@@ -59,3 +59,27 @@ def test_expert_actions_are_valid_and_labelled():
 def test_expert_success_rate_50_seeds(name):
     r = evaluate(name, range(50))
     assert r["success_rate"] >= 0.95, r
+
+
+def test_consistent_subtasks_accept_every_expert_label_and_refuse_what_the_world_contradicts():
+    from sim.expert import ScriptedExpert, consistent_subtasks, subtask_phrases
+    from sim.tasks import make
+
+    for name in ("pick_place", "two_stage"):
+        env = make(name, seed=11, render=False)
+        expert = ScriptedExpert()
+        env.reset()
+        phrases = subtask_phrases(env)
+        obj, con = env.goal.stages[0]
+        first = env.object_spec(obj).description
+        start = consistent_subtasks(env)
+        assert start == {f"move to the {first}", f"grasp the {first}"}  # nothing in hand yet
+        assert f"lift the {first}" not in start
+        done, labels = False, set()
+        while not done:
+            action, label = expert.act(env)
+            assert label in consistent_subtasks(env) <= phrases, label
+            labels.add(label)
+            _, done, info = env.step(action)
+        assert info["success"] and labels == phrases
+        env.close()
