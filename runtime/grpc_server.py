@@ -8,6 +8,7 @@ token are opt-in; the health service stays reachable without the token so superv
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import pathlib
 from collections.abc import Sequence
 
@@ -67,7 +68,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(HEALTH_PREFIX):
             return handler
         metadata = dict(details.invocation_metadata or ())
-        if metadata.get("authorization") == self._expected:
+        given = metadata.get("authorization", "")
+        if isinstance(given, str) and hmac.compare_digest(given.encode(), self._expected.encode()):
             return handler
         return _denying(handler)
 

@@ -119,6 +119,9 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             raise
         except grpc.aio.AioRpcError:
             outbox.put_nowait(None)
+        except Exception as err:  # noqa: BLE001 - an undecodable frame or any other surprise ends this stream only
+            log.warning("session %s: unreadable request (%s)", session.id, type(err).__name__)
+            outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, "observation: the message cannot be read"))
         finally:
             for task in pending:
                 task.cancel()
@@ -155,15 +158,17 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
 
     async def _forward_updates(self, session: Session, outbox: asyncio.Queue) -> None:
         taken_over = asyncio.create_task(session.taken_over.wait())
+        update = None
         try:
             while True:
                 update = asyncio.create_task(session.updates.get())
                 done, _ = await asyncio.wait({update, taken_over}, return_when=asyncio.FIRST_COMPLETED)
                 if taken_over in done:
-                    update.cancel()
                     message = f"session {session.id!r} was reopened by another stream"
                     outbox.put_nowait(_StreamError(grpc.StatusCode.ABORTED, message))
                     return
                 outbox.put_nowait(pb.SessionEvent(subtask=update.result()))
         finally:
-            taken_over.cancel()
+            for task in (taken_over, update):
+                if task is not None:
+                    task.cancel()

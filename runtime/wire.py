@@ -6,6 +6,9 @@ checked for dtype, shape, size and finiteness; images are decoded (raw RGB8, JPE
 
 from __future__ import annotations
 
+import math
+import struct
+
 import cv2
 import numpy as np
 
@@ -13,6 +16,7 @@ from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 
 MAX_IMAGE_SIDE = 4096
+MAX_TENSOR_RANK = 8
 _TENSOR_DTYPES = {"float32", "float64", "float16", "int32", "int64", "uint8", "bool"}
 
 
@@ -27,11 +31,13 @@ class WireError(UserFacingError):
 def tensor_to_numpy(tensor: pb.Tensor, field: str) -> np.ndarray:
     if tensor.dtype not in _TENSOR_DTYPES:
         raise WireError(field, f"dtype {tensor.dtype!r} is not supported; expected one of {sorted(_TENSOR_DTYPES)}")
+    if len(tensor.shape) > MAX_TENSOR_RANK:
+        raise WireError(field, f"shape has {len(tensor.shape)} dimensions, more than {MAX_TENSOR_RANK}")
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise WireError(field, f"shape {list(shape)} has a negative dimension")
     dtype = np.dtype(tensor.dtype).newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around to a small size
     if len(tensor.data) != expected:
         raise WireError(field, f"{len(tensor.data)} bytes do not hold {tensor.dtype} {list(shape)} ({expected} bytes)")
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
@@ -75,6 +81,10 @@ def image_to_numpy(image: pb.Image, field: str) -> np.ndarray:
             raise WireError(field, f"{len(image.data)} bytes do not hold a uint8 image of shape {list(shape)}")
         frame = np.frombuffer(image.data, np.uint8).reshape(shape)
     elif image.encoding in (pb.Image.JPEG, pb.Image.PNG):
+        declared = encoded_image_size(image.data)
+        if declared is not None and max(declared) > MAX_IMAGE_SIDE:
+            width, height = declared
+            raise WireError(field, f"image of {width}x{height} exceeds {MAX_IMAGE_SIDE} pixels per side (not decoded)")
         decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR) if image.data else None
         if decoded is None:
             kind = pb.Image.Encoding.Name(image.encoding)
@@ -85,6 +95,39 @@ def image_to_numpy(image: pb.Image, field: str) -> np.ndarray:
     if max(frame.shape[:2]) > MAX_IMAGE_SIDE:
         raise WireError(field, f"image of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_IMAGE_SIDE} pixels per side")
     return frame
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, …); C4, C8 and CC share the range but are not frames.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def encoded_image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG declares in its header, read without decoding; None if none is found, so
+    that a frame declaring 16384² is refused before a decoder allocates it."""
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if marker in _JPEG_SOF and i + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data starts: no frame header before it
+            return None
+        i += 2 + length
+    return None
 
 
 def numpy_to_image(frame: np.ndarray, encoding: str = "raw", quality: int = 95) -> pb.Image:

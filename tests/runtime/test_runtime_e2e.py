@@ -105,7 +105,54 @@ BAD_INPUTS = {
     ),
     "missing camera": (lambda s: with_images(s, {"agentview": SMALL}), "observation.images['wrist']"),
     "out-of-order step": (lambda s: good_observation(s - 1), "observation.step"),
+    "overflowing state shape": (
+        lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[2**32, 2**32])), "observation.state"
+    ),
+    "overflowing rtc shape": (
+        lambda s: _with_rtc(s, pb.Tensor(dtype="float32", shape=[2**62, 8])), "observation.rtc.queued_actions"
+    ),
+    "image bomb": (
+        lambda s: with_images(
+            s, {"agentview": pb.Image(encoding=pb.Image.PNG, data=_png_header(16384, 16384)), "wrist": SMALL}
+        ),
+        "(not decoded)",
+    ),
 }
+
+
+def _with_rtc(step: int, queued: pb.Tensor) -> pb.Observation:
+    obs = good_observation(step)
+    obs.rtc.queued_actions.CopyFrom(queued)
+    obs.rtc.inference_delay = 1
+    return obs
+
+
+def _png_header(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+def test_an_undecodable_message_after_open_ends_the_stream_with_invalid_argument(channel):
+    session = channel.stream_stream(
+        "/robot_runtime.v1.RobotRuntime/Session",
+        request_serializer=lambda raw: raw,
+        response_deserializer=pb.SessionEvent.FromString,
+    )
+    release = __import__("threading").Event()
+
+    def requests():
+        yield pb.SessionRequest(open=pb.SessionOpen(task="put the red cube in the bowl")).SerializeToString()
+        yield b"\xff\xff\xff\xff not a protobuf"
+        release.wait(30)  # keep the stream open: the server must end it, not the client's half-close
+
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in session(requests(), timeout=30):
+            pass
+    release.set()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
