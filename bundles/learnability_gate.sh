@@ -3,12 +3,12 @@
 # perturbed demonstrations of one pick_place scene (noise through every move, some deliberately missed grasps and
 # their recovery), trains the pi05_builtin config on them from scratch for a few CPU-minutes, serves the
 # checkpoint through `rollout --checkpoint` (planner and actor processes) and scores it on that same scene.
-# If this fails, nothing larger will work. Defaults: 60 demonstrations, 2500 steps, 10 episodes; the
+# If this fails, nothing larger will work. Defaults: 80 demonstrations, 3000 steps, 10 episodes; the
 # environment variables below change them (tests/sim/test_learnability_gate.py runs a smaller one).
 set -euo pipefail
 out=${GATE_OUT:-runs/gate}
-demos=${GATE_DEMOS:-60}
-steps=${GATE_STEPS:-2500}
+demos=${GATE_DEMOS:-80}
+steps=${GATE_STEPS:-3000}
 episodes=${GATE_EPISODES:-10}
 scene=${GATE_SEED:-0}
 progress=${GATE_PROGRESS:-}
