@@ -137,7 +137,10 @@ class SessionRegistry:
         """Records the planner's answer if its session is still open and on the same task → the update to send."""
         session = self._sessions.get(reply.session_id)
         text = reply.subtask.strip()
-        if session is None or not text or reply.observation_step < session.task_since_step:
+        if session is None or reply.observation_step < session.task_since_step:
+            return None
+        if not text:  # the planner answered but has no subtask: the first chunk need not wait any longer
+            session.first_subtask.set()
             return None
         session.subtask = text
         session.subtask_version += 1

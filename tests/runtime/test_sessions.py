@@ -78,3 +78,13 @@ def test_a_takeover_with_a_new_task_drops_plans_made_for_the_old_one():
     new = registry.open("arm", "put the blue cube in the bowl")
     late = pb.PlanReply(session_id="arm", subtask="move to the red cube", observation_step=in_flight.observation_step)
     assert registry.apply_subtask(late) is None and new.subtask == ""
+
+
+def test_an_empty_plan_ends_the_first_chunks_wait_but_changes_no_subtask():
+    registry = SessionRegistry(SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3))
+    session = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(session, observation(1))
+    snapshot = registry.take_snapshot(session)
+    reply = pb.PlanReply(session_id="arm", subtask="  ", observation_step=snapshot.observation_step)
+    assert registry.apply_subtask(reply) is None
+    assert session.first_subtask.is_set() and (session.subtask, session.subtask_version) == ("", 0)
