@@ -608,7 +608,7 @@ def format_table(results: dict) -> list[str]:
         lines.append(f"env step: p50 {env['p50']:.1f} ms, p99 {env['p99']:.1f} ms")
     planner = results.get("planner_closed_loop")
     if planner:
-        lines.append(f"closed-loop subtasks: {planner['expert_agreement']:.3f} agree with the expert, "
+        lines.append(f"closed-loop subtasks: {planner['expert_agreement']:.3f} fit the world's state, "
                      f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps")
     return lines
 
