@@ -36,5 +36,6 @@ step_dir=$runs/bundle/$steps
 out=bundles/builtin
 rm -rf "$out/params" "$out/assets"
 mkdir -p "$out"
-cp -r "$step_dir/params" "$step_dir/assets" "$step_dir/model_config.json" "$step_dir/tokenizer.model" "$out/"
+cp -r "$step_dir/params" "$step_dir/assets" "$step_dir/model_config.json" "$step_dir/tokenizer.model" \
+    "$step_dir/serving.json" "$out/"
 du -sh "$out"
