@@ -98,18 +98,18 @@ class SubtaskMark:
 @dataclasses.dataclass
 class RefereeCount:
     """The closed-loop planner metric of one episode: of the steps the policy acted on a subtask, how many named a
-    subtask that fits the world's state then (`agree`: the right object, container and a phase that matches
+    subtask that fits the world's state then (`fit`: the right object, container and a phase that matches
     the gripper, e.g. no "lift" with an empty hand), and how many named nothing the expert ever says in this
     episode (`unknown`: a phrase never seen in training)."""
 
     steps: int = 0
-    agree: int = 0
+    fit: int = 0
     unknown: int = 0
 
     def add(self, text: str, fitting: frozenset[str], phrases: frozenset[str]) -> None:
         said = " ".join(text.lower().split()).rstrip(".;")
         self.steps += 1
-        self.agree += said in fitting
+        self.fit += said in fitting
         self.unknown += said not in phrases
 
 
@@ -583,7 +583,7 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
         steps = sum(c.steps for c in counts)
         results_json["planner_closed_loop"] = {
             "steps": steps,
-            "expert_agreement": round(sum(c.agree for c in counts) / steps, 4),
+            "subtask_fit": round(sum(c.fit for c in counts) / steps, 4),
             "unknown_phrase_rate": round(sum(c.unknown for c in counts) / steps, 4),
         }
     return results_json
@@ -608,7 +608,7 @@ def format_table(results: dict) -> list[str]:
         lines.append(f"env step: p50 {env['p50']:.1f} ms, p99 {env['p99']:.1f} ms")
     planner = results.get("planner_closed_loop")
     if planner:
-        lines.append(f"closed-loop subtasks: {planner['expert_agreement']:.3f} fit the world's state, "
+        lines.append(f"closed-loop subtasks: {planner['subtask_fit']:.3f} fit the world's state, "
                      f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps")
     return lines
 
