@@ -60,7 +60,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.server:
         if args.reasoning:
             raise UserError("--reasoning decodes locally: give --checkpoint DIR instead of --server")
-        token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
+        token = _token(args)
         tls_ca = pathlib.Path(args.tls_ca) if args.tls_ca else None
         result = ask_server(args.server, images, args.task, max_new_tokens=max_tokens, token=token, tls_ca=tls_ca)
         print(json.dumps(result_json(result)) if args.json else result.text)
@@ -113,8 +113,20 @@ def _security(args: argparse.Namespace):
         return Security(
             tls_cert=pathlib.Path(args.tls_cert) if args.tls_cert else None,
             tls_key=pathlib.Path(args.tls_key) if args.tls_key else None,
-            token=args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None,
+            token=_token(args),
         )
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, else --token-file, else ROBOT_RUNTIME_TOKEN (the file and the variable stay out of `ps`)."""
+    from runtime.grpc_server import read_token
+
+    if args.token:
+        return args.token
+    try:
+        return read_token(args.token_file)
     except ValueError as err:
         raise UserError(str(err)) from err
 
@@ -251,7 +263,7 @@ def _rollout_policy(args: argparse.Namespace):
         raise UserError(f"--checkpoint {args.checkpoint}: no such directory")
     if args.timeout <= 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout}")
-    token = args.token or os.environ.get("ROBOT_RUNTIME_TOKEN") or None
+    token = _token(args)
     if args.policy:
         return PolicySpec("scripted")
     return PolicySpec("remote", address=args.server or "", token=token, timeout_s=args.timeout)
@@ -351,7 +363,8 @@ def _add_server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--tls-cert", help="PEM certificate chain; with --tls-key enables TLS")
     p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--token", help="require 'authorization: Bearer TOKEN' (or set ROBOT_RUNTIME_TOKEN)")
+    p.add_argument("--token", help="require 'authorization: Bearer TOKEN' (visible in ps: prefer --token-file)")
+    p.add_argument("--token-file", help="read the required bearer token from this file (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
     p.add_argument("--max-tokens", type=int, help="most tokens the planner decodes (default 20; 48 with --reasoning)")
     p.add_argument("--reasoning", action="store_true",
@@ -377,7 +390,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="decode the next subtask for camera images and a task")
     p.add_argument("--checkpoint", help="model directory (params/, assets/, model_config.json): decode locally")
     p.add_argument("--server", metavar="ADDR", help="ask a running planner (`serve-planner`) at host:port instead")
-    p.add_argument("--token", help="bearer token for --server (or set ROBOT_RUNTIME_TOKEN)")
+    p.add_argument("--token", help="bearer token for --server (visible in ps: prefer --token-file)")
+    p.add_argument("--token-file", help="read the bearer token from this file (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--tls-ca", help="PEM root certificate to verify a TLS --server")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the checkpoint's tokenizer.model)")
     p.add_argument("--image", action="append", default=[], metavar="CAMERA=PATH", help="e.g. base_0_rgb=cam0.png")
@@ -450,7 +464,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="DIR", help="start a local runtime serving this checkpoint")
     p.add_argument("--tokenizer", metavar="PATH", help="with --checkpoint: the SentencePiece model")
     p.add_argument("--policy", metavar="NAME", help="'scripted': the built-in experts, no runtime")
-    p.add_argument("--token", help="bearer token for the runtime (or set ROBOT_RUNTIME_TOKEN)")
+    p.add_argument("--token", help="bearer token for the runtime (visible in ps: prefer --token-file)")
+    p.add_argument("--token-file", help="read the bearer token from this file (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--workers", type=int, default=1, help="worker processes, each running its own episodes")
     p.add_argument("--out", help="output directory (default runs/rollout-TIME)")
     p.add_argument("--video", action="store_true", help="write an mp4 per episode with the subtask on each frame")

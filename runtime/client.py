@@ -9,10 +9,11 @@ like any dropped stream) because a short one would cut a live robot session; wha
 bounded instead: `connect()` and every `infer()`/`wait()` time out after `timeout_s`, unary calls carry it as
 their deadline, and keepalive pings notice a dead peer.
 
-Reconnecting reopens the session with the same session_id and the latest task; step numbering continues and
-the newest unanswered observation is sent again, so a blocked `infer()` completes across a reconnect. The
-server starts a fresh session, so subtask versions count from 0 again. Without a session_id the server picks
-a new one on every open (reusing a server-assigned id could collide with another robot's after a restart).
+Reconnecting reopens the session with its session_id (the one asked for, or the one the server assigned) and
+the server's resume token, so the server resumes it: step count, task, subtask and subtask version carry over,
+and the newest unanswered observation is sent again, so a blocked `infer()` completes across a reconnect.
+After the server forgot the session (it restarted, or the grace period after a drop passed) the same id opens a
+fresh session. Another client cannot open a session that is in use: it has no token.
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ class RobotClient:
         self.max_reconnects = max_reconnects
         self._tls_ca = pathlib.Path(tls_ca) if tls_ca is not None else None
         self._call_metadata = auth_metadata(token)
-        self._requested_session_id = session_id
         self._session_id = session_id
+        self._resume_token = ""
         self._task = task
 
         self._cond = threading.Condition()
@@ -533,7 +534,8 @@ class RobotClient:
         with self._cond:
             if self._stop.is_set():
                 return _StreamEnd(None, opened=False)
-            requests.put(pb.SessionRequest(open=pb.SessionOpen(session_id=self._requested_session_id, task=self._task)))
+            opening = pb.SessionOpen(session_id=self._session_id, task=self._task, resume_token=self._resume_token)
+            requests.put(pb.SessionRequest(open=opening))
             resend = self._newest_pending()
             if resend is not None:
                 requests.put(pb.SessionRequest(observation=resend))
@@ -615,6 +617,8 @@ class RobotClient:
                 self._reconnects += 1
             self._opened_this_run = True
             self._metadata = metadata
+            if message.session_id:
+                self._session_id, self._resume_token = message.session_id, message.resume_token
             self._connected = True
             self._cond.notify_all()
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 STOP_TIMEOUT_S = 30.0
 
@@ -57,9 +57,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def serve_process(
-    checkpoint: str | os.PathLike, log: str | os.PathLike, *extra: str, timeout_s: float = 600.0
+    checkpoint: str | os.PathLike,
+    log: str | os.PathLike,
+    *extra: str,
+    timeout_s: float = 600.0,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[ServerProcess]:
-    """`robot-runtime serve --checkpoint CHECKPOINT --port 0 EXTRA...`, yielded once ready, stopped on exit."""
+    """`robot-runtime serve --checkpoint CHECKPOINT --port 0 EXTRA...`, yielded once ready, stopped on exit.
+    env: variables added to the child's environment (a token, which a command line would show in `ps`)."""
     log = pathlib.Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="robot-runtime-serve-") as tmp:
@@ -67,7 +72,9 @@ def serve_process(
         cmd = [sys.executable, "-m", "runtime.cli", "serve", "--checkpoint", str(checkpoint), "--port", "0",
                "--ready-file", str(ready), *extra]
         with open(log, "w") as sink:
-            process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            )
         try:
             deadline = time.monotonic() + timeout_s
             while not (ready.exists() and ready.read_text().endswith("\n")):

@@ -3,6 +3,7 @@
 A stream starts with `open`; the server answers with the runtime metadata, then with one chunk per observation
 (unless a newer observation of the session replaces it while queued) and with every subtask update of the
 session. Invalid input ends that stream with INVALID_ARGUMENT naming the field; other sessions are untouched.
+Encoded frames are decoded on a worker thread, so a large one cannot stall other robots' streams.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.batcher import ChunkBatcher, Dropped
 from runtime.chunks import ChunkMaker
-from runtime.sessions import Session, SessionRegistry
+from runtime.sessions import Session, SessionInUse, SessionRegistry
 from runtime.stats import Stats
-from runtime.wire import WireError, numpy_to_tensor
+from runtime.wire import WireError, needs_decoding, numpy_to_tensor
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT_S = 30.0
+_FINISHED = object()  # the reader's last event when the client half-closed its stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +71,12 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         if first.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "open: the first message must open the session")
         try:
-            session = self._registry.open(first.open.session_id, first.open.task)
+            session = self._registry.open(first.open.session_id, first.open.task, first.open.resume_token)
         except WireError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except SessionInUse as err:
+            self._stats.count("sessions_refused")
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(err))
         self._stats.count("sessions_opened")
         outbox: asyncio.Queue = asyncio.Queue()
         reader = asyncio.create_task(self._read(session, requests, outbox))
@@ -79,11 +84,15 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         metadata = pb.RuntimeMetadata()
         metadata.CopyFrom(self._metadata)
         metadata.session_id = session.id
+        metadata.resume_token = session.resume_token
         try:
             yield pb.SessionEvent(metadata=metadata)
             while True:
                 event = await outbox.get()
-                if event is None:
+                if event is _FINISHED:  # the client half-closed and has every answer: done with the session
+                    session.finished = not context.cancelled()
+                    return
+                if event is None:  # the connection broke: the owner may come back for the session
                     return
                 if isinstance(event, _StreamError):
                     self._stats.count("errors")
@@ -104,7 +113,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             async for message in requests:
                 if message.WhichOneof("kind") != "observation":
                     raise WireError("open", "the session is already open; send observations")
-                request = self._registry.accept(session, message.observation)
+                request = await self._accept(session, message.observation)
                 self._stats.count("observations")
                 self._on_observation()
                 version = session.subtask_version
@@ -112,7 +121,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             await asyncio.gather(*pending, return_exceptions=True)
-            outbox.put_nowait(None)
+            outbox.put_nowait(_FINISHED)
         except WireError as err:
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
         except asyncio.CancelledError:
@@ -125,6 +134,12 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         finally:
             for task in pending:
                 task.cancel()
+
+    async def _accept(self, session: Session, obs: pb.Observation):
+        images = None
+        if any(needs_decoding(image) for image in obs.images.values()):
+            images = await asyncio.to_thread(self._registry.decode_images, obs)
+        return self._registry.accept(session, obs, images)
 
     async def _chunk(self, session: Session, step: int, request, version: int, outbox: asyncio.Queue) -> None:
         try:

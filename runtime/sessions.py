@@ -4,25 +4,41 @@ Plain Python, no sockets: the servicer and the planner link call into a `Session
 directly. A session holds its task, the last observation step, the latest subtask (text + version) and the
 latest observation the planner has not seen yet. With a reasoning checkpoint the subtask is the planner's
 latest reasoning, and the actor's context before the first one is the task spelled as a first segment's.
+
+Ownership: opening a session issues an unguessable `resume_token`. Reopening an id that is open, or that was
+dropped less than `RESUME_GRACE_S` ago, needs that token: the owner's reconnect takes the session over (step
+count, task and subtask carry over, the old stream ends with ABORTED); anyone else is refused with
+`SessionInUse`. Server-assigned ids are random, so they cannot be guessed either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
+import hmac
 import json
-from collections.abc import Mapping
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from actor.engine import ChunkRequest, Leftover
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy
+from policy.errors import UserFacingError
+from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
 
 DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
 MAX_TASK_CHARS = 512
+MAX_SESSION_ID_CHARS = 128
+RESUME_GRACE_S = 30.0
+_SESSION_ID = re.compile(r"[ -~]+")  # printable ASCII: no control characters, nothing a terminal interprets
+
+
+class SessionInUse(UserFacingError):
+    """The session id is open (or was just dropped) and the caller did not prove it owns it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +55,7 @@ class SessionSettings:
 class Session:
     id: str
     task: str
+    resume_token: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     last_step: int = -1
     task_since_step: int = -1  # the first observation step of the current task: older plans belong to another task
     subtask: str = ""
@@ -49,6 +66,7 @@ class Session:
     first_subtask: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     taken_over: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     reasoning: bool = False
+    finished: bool = False  # the client half-closed its stream: done with the session, nothing to resume
 
     def actor_subtask(self) -> str:
         """The latest subtask; before the planner's first answer, the plain task (or its first-step context)."""
@@ -58,13 +76,15 @@ class Session:
 
 
 class SessionRegistry:
-    """reasoning: the served checkpoint follows the reasoning protocol (`serve --reasoning`)."""
+    """reasoning: the served checkpoint follows the reasoning protocol (`serve --reasoning`); clock: seconds
+    (a test's fake clock) for the resume grace period."""
 
-    def __init__(self, settings: SessionSettings, *, reasoning: bool = False):
+    def __init__(self, settings: SessionSettings, *, reasoning: bool = False, clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.reasoning = reasoning
+        self._clock = clock
         self._sessions: dict[str, Session] = {}
-        self._ids = itertools.count(1)
+        self._dropped: dict[str, tuple[Session, float]] = {}  # id → (session, until when its owner may resume it)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -75,15 +95,24 @@ class SessionRegistry:
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
 
-    def open(self, session_id: str, task: str) -> Session:
-        """A new session; reopening an open id takes it over (a robot reconnecting before the server noticed the
-        old stream died): the old stream is told to end, and step count and subtask carry over."""
+    def open(self, session_id: str, task: str, resume_token: str = "") -> Session:
+        """A new session, or the caller's own one resumed: reopening an open or just-dropped id with its
+        resume_token takes it over (a robot reconnecting, perhaps before the server noticed the old stream
+        died): the old stream is told to end, and step count, task and subtask carry over."""
         task = _checked_task(task, "open.task", allow_empty=True)
-        session_id = session_id or f"session-{next(self._ids)}"
+        session_id = _checked_session_id(session_id) if session_id else secrets.token_hex(8)
+        self._forget_expired()
+        old = self._sessions.get(session_id) or self._dropped.get(session_id, (None, 0.0))[0]
+        if old is not None and not hmac.compare_digest(resume_token.encode(), old.resume_token.encode()):
+            raise SessionInUse(
+                f"open.session_id: session {quoted(session_id)} is in use; only its owner can reopen it "
+                "(open.resume_token from its metadata)"
+            )
         session = Session(session_id, task, reasoning=self.reasoning)
-        old = self._sessions.get(session_id)
         if old is not None:
+            self._dropped.pop(session_id, None)
             old.taken_over.set()
+            session.resume_token = old.resume_token
             session.last_step = old.last_step
             session.task_since_step = old.last_step + 1
             if not task or task == old.task:
@@ -95,21 +124,33 @@ class SessionRegistry:
         return session
 
     def close(self, session: Session) -> None:
-        """Forgets the session unless a newer stream has taken its id over."""
+        """Ends the session's stream. Unless a newer stream has taken its id over or the client finished it,
+        the owner may resume it with its token for `RESUME_GRACE_S`."""
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            if not session.finished:
+                self._dropped[session.id] = (session, self._clock() + RESUME_GRACE_S)
+        self._forget_expired()
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        for session_id in [key for key, (_, until) in self._dropped.items() if until <= now]:
+            del self._dropped[session_id]
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
-    def accept(self, session: Session, obs: pb.Observation) -> ChunkRequest:
-        """Validates an observation, advances the session, records the planner snapshot → the actor request."""
+    def accept(
+        self, session: Session, obs: pb.Observation, images: dict[str, np.ndarray] | None = None
+    ) -> ChunkRequest:
+        """Validates an observation, advances the session, records the planner snapshot → the actor request.
+        images: `decode_images(obs)` when the caller decoded them already (off the event loop)."""
         if obs.session_id and obs.session_id != session.id:
-            raise WireError("observation.session_id", f"{obs.session_id!r} is not this stream's session {session.id!r}")
+            raise WireError("observation.session_id", f"{quoted(obs.session_id)} is not this stream's session")
         if obs.step <= session.last_step:
             raise WireError("observation.step", f"must increase within a session: got {obs.step} after {session.last_step}")
         task = _checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
-        images = self._images(obs)
+        images = self.decode_images(obs) if images is None else images
         state = float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
         leftover = self._leftover(obs) if obs.HasField("rtc") else None
 
@@ -167,11 +208,12 @@ class SessionRegistry:
             version="robot_runtime.v1",
         )
 
-    def _images(self, obs: pb.Observation) -> dict[str, np.ndarray]:
+    def decode_images(self, obs: pb.Observation) -> dict[str, np.ndarray]:
+        """The observation's frames by model key; checks camera names and each frame (pure: safe on a thread)."""
         expected = sorted(self.settings.cameras)
         for name in obs.images:
             if name not in self.settings.cameras:
-                raise WireError(f"observation.images[{name!r}]", f"unknown camera; expected {expected}")
+                raise WireError(f"observation.images[{quoted(name)}]", f"unknown camera; expected {expected}")
         missing = [name for name in expected if name not in obs.images]
         if missing:
             raise WireError(f"observation.images[{missing[0]!r}]", f"camera is missing; expected {expected}")
@@ -204,6 +246,15 @@ def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:
     if len(task) > MAX_TASK_CHARS:
         raise WireError(field, f"has {len(task)} characters, more than {MAX_TASK_CHARS}")
     return task
+
+
+def _checked_session_id(session_id: str) -> str:
+    if len(session_id) > MAX_SESSION_ID_CHARS or not _SESSION_ID.fullmatch(session_id):
+        raise WireError(
+            "open.session_id",
+            f"{quoted(session_id)} is not an id: at most {MAX_SESSION_ID_CHARS} printable ASCII characters",
+        )
+    return session_id
 
 
 def config_json(config) -> str:

@@ -1,7 +1,9 @@
 """Protobuf messages ↔ numpy, with validation that names the offending field.
 
 Everything that arrives from the network passes through here before it reaches an engine: typed tensors are
-checked for dtype, shape, size and finiteness; images are decoded (raw RGB8, JPEG, PNG) and checked.
+checked for dtype, shape, size and finiteness; images are checked against the size their header declares
+before they are decoded (raw RGB8, JPEG, PNG). Error messages quote what the caller sent only in bounded form,
+so that a hostile field cannot make the error itself too large to send.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 
 MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = 4096 * 1024  # 4.2 Mpx: more than any robot camera sends, far more than a model resizes to
 MAX_TENSOR_RANK = 8
+MAX_ERROR_CHARS = 1024
+MAX_QUOTED_CHARS = 64
 _TENSOR_DTYPES = {"float32", "float64", "float16", "int32", "int64", "uint8", "bool"}
 
 
@@ -24,13 +29,22 @@ class WireError(UserFacingError):
     """Invalid input on the wire; `field` is the message path of the offending field."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        super().__init__(bounded(f"{field}: {message}"))
         self.field = field
+
+
+def quoted(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """repr(text), cut to `limit` characters: a caller's string inside an error message."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+
+
+def bounded(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def tensor_to_numpy(tensor: pb.Tensor, field: str) -> np.ndarray:
     if tensor.dtype not in _TENSOR_DTYPES:
-        raise WireError(field, f"dtype {tensor.dtype!r} is not supported; expected one of {sorted(_TENSOR_DTYPES)}")
+        raise WireError(field, f"dtype {quoted(tensor.dtype)} is not supported; expected one of {sorted(_TENSOR_DTYPES)}")
     if len(tensor.shape) > MAX_TENSOR_RANK:
         raise WireError(field, f"shape has {len(tensor.shape)} dimensions, more than {MAX_TENSOR_RANK}")
     shape = tuple(int(d) for d in tensor.shape)
@@ -76,25 +90,43 @@ def image_to_numpy(image: pb.Image, field: str) -> np.ndarray:
     if image.encoding == pb.Image.RAW_RGB8:
         shape = tuple(image.shape)
         if len(shape) != 3 or shape[2] != 3 or min(shape) <= 0:
-            raise WireError(field, f"raw image shape must be [H, W, 3], got {list(shape)}")
+            raise WireError(field, f"raw image shape must be [H, W, 3], got {list(shape[:MAX_TENSOR_RANK])}")
+        _check_size(shape[1], shape[0], field)
         if len(image.data) != shape[0] * shape[1] * 3:
             raise WireError(field, f"{len(image.data)} bytes do not hold a uint8 image of shape {list(shape)}")
         frame = np.frombuffer(image.data, np.uint8).reshape(shape)
     elif image.encoding in (pb.Image.JPEG, pb.Image.PNG):
+        kind = pb.Image.Encoding.Name(image.encoding)
         declared = encoded_image_size(image.data)
-        if declared is not None and max(declared) > MAX_IMAGE_SIDE:
-            width, height = declared
-            raise WireError(field, f"image of {width}x{height} exceeds {MAX_IMAGE_SIDE} pixels per side (not decoded)")
-        decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR) if image.data else None
+        if declared is None:
+            raise WireError(field, f"no {kind} header with the image size found ({len(image.data)} bytes)")
+        _check_size(*declared, field)
+        decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
         if decoded is None:
-            kind = pb.Image.Encoding.Name(image.encoding)
             raise WireError(field, f"cannot decode the {kind} bytes ({len(image.data)} bytes)")
+        if decoded.shape[:2] != declared[::-1]:
+            width, height = declared
+            raise WireError(field, f"decoded {decoded.shape[1]}x{decoded.shape[0]}, the header says {width}x{height}")
         frame = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     else:
         raise WireError(field, "encoding must be RAW_RGB8, JPEG or PNG")
-    if max(frame.shape[:2]) > MAX_IMAGE_SIDE:
-        raise WireError(field, f"image of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_IMAGE_SIDE} pixels per side")
     return frame
+
+
+def needs_decoding(image: pb.Image) -> bool:
+    """Whether `image_to_numpy` would run a decoder (worth a worker thread, unlike a raw frame's view)."""
+    return image.encoding in (pb.Image.JPEG, pb.Image.PNG)
+
+
+def _check_size(width: int, height: int, field: str) -> None:
+    if min(width, height) <= 0:
+        raise WireError(field, f"image of {width}x{height} is empty")
+    if max(width, height) > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+        raise WireError(
+            field,
+            f"image of {width}x{height} exceeds {MAX_IMAGE_SIDE} pixels per side or {MAX_IMAGE_PIXELS} pixels "
+            "(refused before decoding)",
+        )
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

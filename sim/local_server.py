@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
+from runtime.grpc_server import TOKEN_ENV
 from runtime.launch import ServerStartError, serve_process
 from sim.episode import ACTION_DIMS, STATE_DIMS
 
@@ -22,7 +23,6 @@ def local_server(checkpoint: str | os.PathLike, log: str | os.PathLike, *, token
     args = ["--action-dims", str(ACTION_DIMS), "--state-dims", str(STATE_DIMS)]
     if tokenizer:
         args += ["--tokenizer", tokenizer]
-    if token:
-        args += ["--token", token]
-    with serve_process(checkpoint, log, *args, *extra, timeout_s=timeout_s) as server:
+    env = {TOKEN_ENV: token} if token else {}
+    with serve_process(checkpoint, log, *args, *extra, timeout_s=timeout_s, env=env) as server:
         yield server.address

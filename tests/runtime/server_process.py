@@ -29,15 +29,16 @@ def run_server(checkpoint: pathlib.Path, workdir: pathlib.Path, *extra: str, tim
 class Stream:
     """A Session stream driven step by step from the test."""
 
-    def __init__(self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=()):
+    def __init__(self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=(), resume_token: str = ""):
         self._outbox: queue.Queue = queue.Queue()
-        self._events = pb_grpc.RobotRuntimeStub(channel).Session(self._requests(task, session_id), timeout=300, metadata=metadata)
+        opening = pb.SessionOpen(session_id=session_id, task=task, resume_token=resume_token)
+        self._events = pb_grpc.RobotRuntimeStub(channel).Session(self._requests(opening), timeout=300, metadata=metadata)
         self.metadata = next(self._events).metadata
         self.step = 0
         self.subtasks: list[pb.SubtaskUpdate] = []
 
-    def _requests(self, task, session_id):
-        yield pb.SessionRequest(open=pb.SessionOpen(session_id=session_id, task=task))
+    def _requests(self, opening: pb.SessionOpen):
+        yield pb.SessionRequest(open=opening)
         while (message := self._outbox.get()) is not None:
             yield message
 
@@ -61,8 +62,15 @@ class Stream:
         return info.value
 
     def close(self) -> None:
-        self._outbox.put(None)
+        """Drops the stream (a cancel, as a lost connection looks to the server)."""
         self._events.cancel()
+        self._outbox.put(None)
+
+    def finish(self) -> None:
+        """Half-closes and reads the stream to its end: the client is done with the session."""
+        self._outbox.put(None)
+        for _ in self._events:
+            pass
 
 
 def good_observation(step: int, encoding: str = "raw") -> pb.Observation:

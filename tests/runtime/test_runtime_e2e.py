@@ -56,16 +56,42 @@ def test_metadata_health_and_reflection(channel):
     assert "robot_runtime.v1.RobotRuntime" in names and "grpc.health.v1.Health" in names
 
 
-def test_disconnecting_client_frees_its_session(channel):
+def test_a_dropped_session_is_freed_and_only_its_owner_can_resume_it(channel):
     baseline = runtime_stats(channel).counters["sessions_open"]
     stream = Stream(channel, session_id="leaving")
     stream.chunk()
     assert runtime_stats(channel).counters["sessions_open"] == baseline + 1
     stream.close()
     wait_until(lambda: runtime_stats(channel).counters["sessions_open"] == baseline, 10, "the session to be freed")
-    again = Stream(channel, session_id="leaving")
-    assert again.chunk().observation_step == 1
-    again.close()
+    with pytest.raises(grpc.RpcError) as stranger:
+        Stream(channel, session_id="leaving")
+    assert stranger.value.code() == grpc.StatusCode.ALREADY_EXISTS and "resume_token" in stranger.value.details()
+    again = Stream(channel, session_id="leaving", resume_token=stream.metadata.resume_token)
+    again.step = stream.step
+    assert again.chunk().observation_step == 2
+    again.finish()
+    fresh = Stream(channel, session_id="leaving")  # a finished session frees its id at once
+    assert fresh.chunk().observation_step == 1
+    fresh.close()
+
+
+def test_a_stranger_cannot_take_over_or_end_a_live_session(channel):
+    owner = Stream(channel)
+    owner.chunk()
+    session_id = owner.metadata.session_id
+    assert len(session_id) == 16 and len(owner.metadata.resume_token) >= 32
+    for token in ("", "not-the-token"):
+        with pytest.raises(grpc.RpcError) as stranger:
+            Stream(channel, session_id=session_id, resume_token=token)
+        assert stranger.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert owner.chunk().observation_step == 2
+
+    successor = Stream(channel, session_id=session_id, resume_token=owner.metadata.resume_token)
+    successor.step = owner.step
+    assert successor.chunk().observation_step == 3
+    err = owner.error(good_observation(9))
+    assert err.code() == grpc.StatusCode.ABORTED and "reopened" in err.details()
+    successor.close()
 
 
 def with_state(step: int, state: pb.Tensor) -> pb.Observation:
@@ -115,7 +141,7 @@ BAD_INPUTS = {
         lambda s: with_images(
             s, {"agentview": pb.Image(encoding=pb.Image.PNG, data=_png_header(16384, 16384)), "wrist": SMALL}
         ),
-        "(not decoded)",
+        "(refused before decoding)",
     ),
 }
 

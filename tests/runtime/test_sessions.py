@@ -1,12 +1,14 @@
-"""The session registry's planner snapshot: the newest accepted observation, in the model's camera names."""
+"""The session registry: the planner snapshot (the newest accepted observation, in the model's camera names),
+stale plans, and session ownership (resume tokens, random ids, the grace period after a drop)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.sessions import SessionRegistry, SessionSettings
-from runtime.wire import image_to_numpy, numpy_to_image, numpy_to_tensor, tensor_to_numpy
+from runtime.sessions import RESUME_GRACE_S, SessionInUse, SessionRegistry, SessionSettings
+from runtime.wire import WireError, image_to_numpy, numpy_to_image, numpy_to_tensor, tensor_to_numpy
 
 CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
 
@@ -75,7 +77,7 @@ def test_a_takeover_with_a_new_task_drops_plans_made_for_the_old_one():
     old = registry.open("arm", "put the red cube in the bowl")
     registry.accept(old, observation(4))
     in_flight = registry.take_snapshot(old)
-    new = registry.open("arm", "put the blue cube in the bowl")
+    new = registry.open("arm", "put the blue cube in the bowl", old.resume_token)
     late = pb.PlanReply(session_id="arm", subtask="move to the red cube", observation_step=in_flight.observation_step)
     assert registry.apply_subtask(late) is None and new.subtask == ""
 
@@ -88,3 +90,89 @@ def test_an_empty_plan_ends_the_first_chunks_wait_but_changes_no_subtask():
     reply = pb.PlanReply(session_id="arm", subtask="  ", observation_step=snapshot.observation_step)
     assert registry.apply_subtask(reply) is None
     assert session.first_subtask.is_set() and (session.subtask, session.subtask_version) == ("", 0)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _registry(clock=FakeClock()) -> SessionRegistry:
+    return SessionRegistry(SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3), clock=clock)
+
+
+def test_server_assigned_ids_and_tokens_are_random():
+    registry = _registry()
+    sessions = [registry.open("", "put the red cube in the bowl") for _ in range(50)]
+    assert len({s.id for s in sessions}) == 50 and len({s.resume_token for s in sessions}) == 50
+    assert all(len(s.id) == 16 and len(s.resume_token) >= 32 for s in sessions)
+    assert not any(s.id.startswith("session-") for s in sessions)
+
+
+def test_a_stranger_cannot_take_over_an_open_session_and_the_owner_keeps_it():
+    registry = _registry()
+    owner = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(owner, observation(5))
+    for token in ("", "guess", owner.resume_token[:-1]):
+        with pytest.raises(SessionInUse, match="open.session_id: session 'arm' is in use"):
+            registry.open("arm", "put the blue cube in the bowl", token)
+    assert registry.get("arm") is owner and not owner.taken_over.is_set()
+    assert (owner.task, owner.last_step) == ("put the red cube in the bowl", 5)
+
+
+def test_the_owner_resumes_with_its_token_and_keeps_its_state():
+    registry = _registry()
+    owner = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(owner, observation(5))
+    owner.subtask, owner.subtask_version = "move to the red cube", 3
+    resumed = registry.open("arm", "", owner.resume_token)
+    assert owner.taken_over.is_set() and registry.get("arm") is resumed
+    assert (resumed.last_step, resumed.subtask, resumed.subtask_version) == (5, "move to the red cube", 3)
+    assert resumed.resume_token == owner.resume_token and len(registry) == 1
+
+
+def test_a_dropped_session_is_kept_for_its_owner_during_the_grace_period_only():
+    clock = FakeClock()
+    registry = _registry(clock)
+    owner = registry.open("arm", "put the red cube in the bowl")
+    registry.accept(owner, observation(7))
+    registry.close(owner)
+    assert len(registry) == 0
+    with pytest.raises(SessionInUse):
+        registry.open("arm", "put the red cube in the bowl")
+    clock.now += RESUME_GRACE_S - 1
+    resumed = registry.open("arm", "", owner.resume_token)
+    assert resumed.last_step == 7
+    registry.close(resumed)
+
+    clock.now += RESUME_GRACE_S + 1
+    fresh = registry.open("arm", "put the red cube in the bowl")
+    assert fresh.last_step == -1 and fresh.resume_token != owner.resume_token
+
+
+@pytest.mark.parametrize("session_id", ["a" * 129, "arm\n", "ärm", "\x00", "\x1b[2J"])
+def test_session_ids_are_bounded_and_plain(session_id):
+    with pytest.raises(WireError, match="open.session_id") as info:
+        _registry().open(session_id, "put the red cube in the bowl")
+    assert len(str(info.value)) < 300
+
+
+def test_an_unknown_camera_name_is_quoted_in_bounded_form():
+    registry = _registry()
+    session = registry.open("arm", "put the red cube in the bowl")
+    obs = observation(1)
+    obs.images["x" * 100_000].CopyFrom(obs.images["wrist"])
+    with pytest.raises(WireError, match="unknown camera") as info:
+        registry.accept(session, obs)
+    assert len(str(info.value)) < 300
+
+
+def test_a_finished_session_frees_its_id_at_once():
+    registry = _registry()
+    session = registry.open("arm", "put the red cube in the bowl")
+    session.finished = True
+    registry.close(session)
+    assert registry.open("arm", "put the red cube in the bowl").last_step == -1

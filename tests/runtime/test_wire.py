@@ -42,17 +42,34 @@ def test_encoded_sizes_are_read_from_png_and_jpeg_headers():
     assert encoded_image_size(b"not an image") is None
 
 
+def _jpeg_header(width: int, height: int) -> bytes:
+    """SOI, then a baseline frame header declaring width x height."""
+    return b"\xff\xd8" + b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+
+
 @pytest.mark.parametrize("encoding", [pb.Image.PNG, pb.Image.JPEG])
-def test_an_image_bomb_is_refused_from_its_header_without_decoding(encoding, monkeypatch):
-    side = 4 * MAX_IMAGE_SIDE
-    if encoding == pb.Image.PNG:
-        data = _png_header(side, side) + b"\0" * 64
-    else:  # SOI, then a baseline frame header declaring side x side
-        data = b"\xff\xd8" + b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, side, side, 1) + b"\x01\x11\x00" + b"\0" * 64
+@pytest.mark.parametrize("size", [(4 * MAX_IMAGE_SIDE, 4 * MAX_IMAGE_SIDE), (MAX_IMAGE_SIDE, 2048), (1, 65535)])
+def test_an_image_bomb_is_refused_from_its_header_without_decoding(encoding, size, monkeypatch):
+    header = _png_header if encoding == pb.Image.PNG else _jpeg_header
+    data = header(*size) + b"\0" * 64
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the bomb reached the decoder")
 
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
-    with pytest.raises(WireError, match=rf"{side}x{side} exceeds {MAX_IMAGE_SIDE} pixels per side \(not decoded\)"):
+    width, height = size
+    with pytest.raises(WireError, match=rf"{width}x{height} exceeds .* \(refused before decoding\)"):
         image_to_numpy(pb.Image(encoding=encoding, data=data), "observation.images['agentview']")
+
+
+@pytest.mark.parametrize("encoding", [pb.Image.PNG, pb.Image.JPEG])
+def test_an_encoded_frame_without_a_size_header_is_not_decoded(encoding, monkeypatch):
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: pytest.fail("decoded a frame without a header"))
+    with pytest.raises(WireError, match="no (PNG|JPEG) header with the image size"):
+        image_to_numpy(pb.Image(encoding=encoding, data=b"\xff\xd8garbage" * 10), "observation.images['wrist']")
+
+
+def test_a_raw_frame_beyond_the_pixel_limit_is_refused_before_its_bytes_are_counted():
+    image = pb.Image(encoding=pb.Image.RAW_RGB8, shape=[2**31 - 1, 2**31 - 1, 3], data=b"")
+    with pytest.raises(WireError, match="exceeds"):
+        image_to_numpy(image, "observation.images['wrist']")

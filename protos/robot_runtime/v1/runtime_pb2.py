@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/robot_runtime/v1/runtime.proto\x12\x10robot_runtime.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x9f\x01\n\x05Image\x12\x32\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32 .robot_runtime.v1.Image.Encoding\x12\r\n\x05shape\x18\x02 \x03(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"E\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08RAW_RGB8\x10\x01\x12\x08\n\x04JPEG\x10\x02\x12\x07\n\x03PNG\x10\x03\"x\n\x10RealTimeChunking\x12\x30\n\x0equeued_actions\x18\x01 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x17\n\x0finference_delay\x18\x02 \x01(\x05\x12\x19\n\x11\x65xecution_horizon\x18\x03 \x01(\x05\"\xad\x02\n\x0bObservation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x11\n\ttimestamp\x18\x03 \x01(\x01\x12\x39\n\x06images\x18\x04 \x03(\x0b\x32).robot_runtime.v1.Observation.ImagesEntry\x12\'\n\x05state\x18\x05 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0c\n\x04task\x18\x06 \x01(\t\x12/\n\x03rtc\x18\x07 \x01(\x0b\x32\".robot_runtime.v1.RealTimeChunking\x1a\x46\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.robot_runtime.v1.Image:\x02\x38\x01\"U\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x12\n\nprefill_ms\x18\x02 \x01(\x01\x12\x12\n\ndenoise_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xbc\x01\n\x0b\x41\x63tionChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12)\n\x07\x61\x63tions\x18\x03 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0f\n\x07subtask\x18\x04 \x01(\t\x12\x17\n\x0fsubtask_version\x18\x05 \x01(\x04\x12*\n\x07timings\x18\x06 \x01(\x0b\x32\x19.robot_runtime.v1.Timings\"\x83\x01\n\rSubtaskUpdate\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x18\n\x10observation_step\x18\x04 \x01(\x04\x12\x11\n\tdecode_ms\x18\x05 \x01(\x01\x12\x12\n\nprefill_ms\x18\x06 \x01(\x01\"\xbe\x01\n\x0fRuntimeMetadata\x12\x13\n\x0b\x61\x63tion_dims\x18\x01 \x01(\x05\x12\x16\n\x0e\x61\x63tion_horizon\x18\x02 \x01(\x05\x12\x12\n\nstate_dims\x18\x03 \x01(\x05\x12\x0f\n\x07\x63\x61meras\x18\x04 \x03(\t\x12\x19\n\x11model_config_json\x18\x05 \x01(\t\x12\x19\n\x11num_denoise_steps\x18\x06 \x01(\x05\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\"/\n\x0bSessionOpen\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\"}\n\x0eSessionRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.robot_runtime.v1.SessionOpenH\x00\x12\x34\n\x0bobservation\x18\x02 \x01(\x0b\x32\x1d.robot_runtime.v1.ObservationH\x00\x42\x06\n\x04kind\"\xb1\x01\n\x0cSessionEvent\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32!.robot_runtime.v1.RuntimeMetadataH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.robot_runtime.v1.ActionChunkH\x00\x12\x32\n\x07subtask\x18\x03 \x01(\x0b\x32\x1f.robot_runtime.v1.SubtaskUpdateH\x00\x42\x06\n\x04kind\"\x11\n\x0fMetadataRequest\"]\n\tHistogram\x12\x11\n\tbounds_ms\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\x12\x0e\n\x06p50_ms\x18\x03 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\"\x0e\n\x0cStatsRequest\"\xf5\x01\n\x05Stats\x12\x35\n\x07latency\x18\x01 \x03(\x0b\x32$.robot_runtime.v1.Stats.LatencyEntry\x12\x37\n\x08\x63ounters\x18\x02 \x03(\x0b\x32%.robot_runtime.v1.Stats.CountersEntry\x1aK\n\x0cLatencyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.robot_runtime.v1.Histogram:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x02\n\x0bPlanRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12\x39\n\x06images\x18\x03 \x03(\x0b\x32).robot_runtime.v1.PlanRequest.ImagesEntry\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x1a\x46\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.robot_runtime.v1.Image:\x02\x38\x01\"\x81\x01\n\tPlanReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12\x0f\n\x07subtask\x18\x03 \x01(\t\x12\x0e\n\x06tokens\x18\x04 \x03(\x05\x12\x12\n\nprefill_ms\x18\x05 \x01(\x01\x12\x11\n\tdecode_ms\x18\x06 \x01(\x01\x32\xf9\x01\n\x0cRobotRuntime\x12O\n\x07Session\x12 .robot_runtime.v1.SessionRequest\x1a\x1e.robot_runtime.v1.SessionEvent(\x01\x30\x01\x12S\n\x0bGetMetadata\x12!.robot_runtime.v1.MetadataRequest\x1a!.robot_runtime.v1.RuntimeMetadata\x12\x43\n\x08GetStats\x12\x1e.robot_runtime.v1.StatsRequest\x1a\x17.robot_runtime.v1.Stats2\xda\x01\n\x07Planner\x12\x42\n\x04Plan\x12\x1d.robot_runtime.v1.PlanRequest\x1a\x1b.robot_runtime.v1.PlanReply\x12\x46\n\x04Link\x12\x1d.robot_runtime.v1.PlanRequest\x1a\x1b.robot_runtime.v1.PlanReply(\x01\x30\x01\x12\x43\n\x08GetStats\x12\x1e.robot_runtime.v1.StatsRequest\x1a\x17.robot_runtime.v1.Statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/robot_runtime/v1/runtime.proto\x12\x10robot_runtime.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x9f\x01\n\x05Image\x12\x32\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32 .robot_runtime.v1.Image.Encoding\x12\r\n\x05shape\x18\x02 \x03(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"E\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08RAW_RGB8\x10\x01\x12\x08\n\x04JPEG\x10\x02\x12\x07\n\x03PNG\x10\x03\"x\n\x10RealTimeChunking\x12\x30\n\x0equeued_actions\x18\x01 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x17\n\x0finference_delay\x18\x02 \x01(\x05\x12\x19\n\x11\x65xecution_horizon\x18\x03 \x01(\x05\"\xad\x02\n\x0bObservation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x11\n\ttimestamp\x18\x03 \x01(\x01\x12\x39\n\x06images\x18\x04 \x03(\x0b\x32).robot_runtime.v1.Observation.ImagesEntry\x12\'\n\x05state\x18\x05 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0c\n\x04task\x18\x06 \x01(\t\x12/\n\x03rtc\x18\x07 \x01(\x0b\x32\".robot_runtime.v1.RealTimeChunking\x1a\x46\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.robot_runtime.v1.Image:\x02\x38\x01\"U\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x12\n\nprefill_ms\x18\x02 \x01(\x01\x12\x12\n\ndenoise_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xbc\x01\n\x0b\x41\x63tionChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12)\n\x07\x61\x63tions\x18\x03 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0f\n\x07subtask\x18\x04 \x01(\t\x12\x17\n\x0fsubtask_version\x18\x05 \x01(\x04\x12*\n\x07timings\x18\x06 \x01(\x0b\x32\x19.robot_runtime.v1.Timings\"\x83\x01\n\rSubtaskUpdate\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x18\n\x10observation_step\x18\x04 \x01(\x04\x12\x11\n\tdecode_ms\x18\x05 \x01(\x01\x12\x12\n\nprefill_ms\x18\x06 \x01(\x01\"\xd4\x01\n\x0fRuntimeMetadata\x12\x13\n\x0b\x61\x63tion_dims\x18\x01 \x01(\x05\x12\x16\n\x0e\x61\x63tion_horizon\x18\x02 \x01(\x05\x12\x12\n\nstate_dims\x18\x03 \x01(\x05\x12\x0f\n\x07\x63\x61meras\x18\x04 \x03(\t\x12\x19\n\x11model_config_json\x18\x05 \x01(\t\x12\x19\n\x11num_denoise_steps\x18\x06 \x01(\x05\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12\x14\n\x0cresume_token\x18\t \x01(\t\"E\n\x0bSessionOpen\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\"}\n\x0eSessionRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.robot_runtime.v1.SessionOpenH\x00\x12\x34\n\x0bobservation\x18\x02 \x01(\x0b\x32\x1d.robot_runtime.v1.ObservationH\x00\x42\x06\n\x04kind\"\xb1\x01\n\x0cSessionEvent\x12\x35\n\x08metadata\x18\x01 \x01(\x0b\x32!.robot_runtime.v1.RuntimeMetadataH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.robot_runtime.v1.ActionChunkH\x00\x12\x32\n\x07subtask\x18\x03 \x01(\x0b\x32\x1f.robot_runtime.v1.SubtaskUpdateH\x00\x42\x06\n\x04kind\"\x11\n\x0fMetadataRequest\"]\n\tHistogram\x12\x11\n\tbounds_ms\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\x12\x0e\n\x06p50_ms\x18\x03 \x01(\x01\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\"\x0e\n\x0cStatsRequest\"\xf5\x01\n\x05Stats\x12\x35\n\x07latency\x18\x01 \x03(\x0b\x32$.robot_runtime.v1.Stats.LatencyEntry\x12\x37\n\x08\x63ounters\x18\x02 \x03(\x0b\x32%.robot_runtime.v1.Stats.CountersEntry\x1aK\n\x0cLatencyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.robot_runtime.v1.Histogram:\x02\x38\x01\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x89\x02\n\x0bPlanRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12\x39\n\x06images\x18\x03 \x03(\x0b\x32).robot_runtime.v1.PlanRequest.ImagesEntry\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.robot_runtime.v1.Tensor\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x1a\x46\n\x0bImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.robot_runtime.v1.Image:\x02\x38\x01\"\x81\x01\n\tPlanReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10observation_step\x18\x02 \x01(\x04\x12\x0f\n\x07subtask\x18\x03 \x01(\t\x12\x0e\n\x06tokens\x18\x04 \x03(\x05\x12\x12\n\nprefill_ms\x18\x05 \x01(\x01\x12\x11\n\tdecode_ms\x18\x06 \x01(\x01\x32\xf9\x01\n\x0cRobotRuntime\x12O\n\x07Session\x12 .robot_runtime.v1.SessionRequest\x1a\x1e.robot_runtime.v1.SessionEvent(\x01\x30\x01\x12S\n\x0bGetMetadata\x12!.robot_runtime.v1.MetadataRequest\x1a!.robot_runtime.v1.RuntimeMetadata\x12\x43\n\x08GetStats\x12\x1e.robot_runtime.v1.StatsRequest\x1a\x17.robot_runtime.v1.Stats2\xda\x01\n\x07Planner\x12\x42\n\x04Plan\x12\x1d.robot_runtime.v1.PlanRequest\x1a\x1b.robot_runtime.v1.PlanReply\x12\x46\n\x04Link\x12\x1d.robot_runtime.v1.PlanRequest\x1a\x1b.robot_runtime.v1.PlanReply(\x01\x30\x01\x12\x43\n\x08GetStats\x12\x1e.robot_runtime.v1.StatsRequest\x1a\x17.robot_runtime.v1.Statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,33 +58,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBTASKUPDATE']._serialized_start=980
   _globals['_SUBTASKUPDATE']._serialized_end=1111
   _globals['_RUNTIMEMETADATA']._serialized_start=1114
-  _globals['_RUNTIMEMETADATA']._serialized_end=1304
-  _globals['_SESSIONOPEN']._serialized_start=1306
-  _globals['_SESSIONOPEN']._serialized_end=1353
-  _globals['_SESSIONREQUEST']._serialized_start=1355
-  _globals['_SESSIONREQUEST']._serialized_end=1480
-  _globals['_SESSIONEVENT']._serialized_start=1483
-  _globals['_SESSIONEVENT']._serialized_end=1660
-  _globals['_METADATAREQUEST']._serialized_start=1662
-  _globals['_METADATAREQUEST']._serialized_end=1679
-  _globals['_HISTOGRAM']._serialized_start=1681
-  _globals['_HISTOGRAM']._serialized_end=1774
-  _globals['_STATSREQUEST']._serialized_start=1776
-  _globals['_STATSREQUEST']._serialized_end=1790
-  _globals['_STATS']._serialized_start=1793
-  _globals['_STATS']._serialized_end=2038
-  _globals['_STATS_LATENCYENTRY']._serialized_start=1914
-  _globals['_STATS_LATENCYENTRY']._serialized_end=1989
-  _globals['_STATS_COUNTERSENTRY']._serialized_start=1991
-  _globals['_STATS_COUNTERSENTRY']._serialized_end=2038
-  _globals['_PLANREQUEST']._serialized_start=2041
-  _globals['_PLANREQUEST']._serialized_end=2306
+  _globals['_RUNTIMEMETADATA']._serialized_end=1326
+  _globals['_SESSIONOPEN']._serialized_start=1328
+  _globals['_SESSIONOPEN']._serialized_end=1397
+  _globals['_SESSIONREQUEST']._serialized_start=1399
+  _globals['_SESSIONREQUEST']._serialized_end=1524
+  _globals['_SESSIONEVENT']._serialized_start=1527
+  _globals['_SESSIONEVENT']._serialized_end=1704
+  _globals['_METADATAREQUEST']._serialized_start=1706
+  _globals['_METADATAREQUEST']._serialized_end=1723
+  _globals['_HISTOGRAM']._serialized_start=1725
+  _globals['_HISTOGRAM']._serialized_end=1818
+  _globals['_STATSREQUEST']._serialized_start=1820
+  _globals['_STATSREQUEST']._serialized_end=1834
+  _globals['_STATS']._serialized_start=1837
+  _globals['_STATS']._serialized_end=2082
+  _globals['_STATS_LATENCYENTRY']._serialized_start=1958
+  _globals['_STATS_LATENCYENTRY']._serialized_end=2033
+  _globals['_STATS_COUNTERSENTRY']._serialized_start=2035
+  _globals['_STATS_COUNTERSENTRY']._serialized_end=2082
+  _globals['_PLANREQUEST']._serialized_start=2085
+  _globals['_PLANREQUEST']._serialized_end=2350
   _globals['_PLANREQUEST_IMAGESENTRY']._serialized_start=629
   _globals['_PLANREQUEST_IMAGESENTRY']._serialized_end=699
-  _globals['_PLANREPLY']._serialized_start=2309
-  _globals['_PLANREPLY']._serialized_end=2438
-  _globals['_ROBOTRUNTIME']._serialized_start=2441
-  _globals['_ROBOTRUNTIME']._serialized_end=2690
-  _globals['_PLANNER']._serialized_start=2693
-  _globals['_PLANNER']._serialized_end=2911
+  _globals['_PLANREPLY']._serialized_start=2353
+  _globals['_PLANREPLY']._serialized_end=2482
+  _globals['_ROBOTRUNTIME']._serialized_start=2485
+  _globals['_ROBOTRUNTIME']._serialized_end=2734
+  _globals['_PLANNER']._serialized_start=2737
+  _globals['_PLANNER']._serialized_end=2955
 # @@protoc_insertion_point(module_scope)

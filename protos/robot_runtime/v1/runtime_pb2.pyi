@@ -117,7 +117,7 @@ class SubtaskUpdate(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., text: _Optional[str] = ..., version: _Optional[int] = ..., observation_step: _Optional[int] = ..., decode_ms: _Optional[float] = ..., prefill_ms: _Optional[float] = ...) -> None: ...
 
 class RuntimeMetadata(_message.Message):
-    __slots__ = ("action_dims", "action_horizon", "state_dims", "cameras", "model_config_json", "num_denoise_steps", "version", "session_id")
+    __slots__ = ("action_dims", "action_horizon", "state_dims", "cameras", "model_config_json", "num_denoise_steps", "version", "session_id", "resume_token")
     ACTION_DIMS_FIELD_NUMBER: _ClassVar[int]
     ACTION_HORIZON_FIELD_NUMBER: _ClassVar[int]
     STATE_DIMS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class RuntimeMetadata(_message.Message):
     NUM_DENOISE_STEPS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     action_dims: int
     action_horizon: int
     state_dims: int
@@ -134,15 +135,18 @@ class RuntimeMetadata(_message.Message):
     num_denoise_steps: int
     version: str
     session_id: str
-    def __init__(self, action_dims: _Optional[int] = ..., action_horizon: _Optional[int] = ..., state_dims: _Optional[int] = ..., cameras: _Optional[_Iterable[str]] = ..., model_config_json: _Optional[str] = ..., num_denoise_steps: _Optional[int] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, action_dims: _Optional[int] = ..., action_horizon: _Optional[int] = ..., state_dims: _Optional[int] = ..., cameras: _Optional[_Iterable[str]] = ..., model_config_json: _Optional[str] = ..., num_denoise_steps: _Optional[int] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("session_id", "task")
+    __slots__ = ("session_id", "task", "resume_token")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     task: str
-    def __init__(self, session_id: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, session_id: _Optional[str] = ..., task: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
     __slots__ = ("open", "observation")
