@@ -12,7 +12,7 @@ BUNDLE ?= bundles/builtin
 DEMO_EPISODES ?= 5
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo bundle gate test test-slow venv sysdeps clean
+.PHONY: demo bundle gate fuzz test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bundle: $(STAMP) sysdeps
 # The learnability gate: record one scene, train on it from scratch for a few CPU-minutes, serve, score (≥ 9/10).
 gate: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} PATH=$(abspath $(BIN)):$$PATH bash bundles/learnability_gate.sh
+
+# The long hostile-client run against a live runtime (5000 cases); prints one JSON line, exits 1 on a failed bound.
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_session.py --cases 5000
 
 # Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6), and the
 # GL/GLib libraries that LIBERO's GUI opencv-python build loads (libgl1, libglib2.0-0).

@@ -1,9 +1,14 @@
 """The long hostile-client run against a live runtime (`make fuzz`): thousands of seeded attack cases (see
 tests/runtime/hostile.py) while a bystander robot streams at 10 Hz, then one JSON line.
 
-    .venv/bin/python bench/fuzz_session.py [--cases 5000] [--seed 0] [--concurrency 16] [--checkpoint DIR]
+    .venv/bin/python bench/fuzz_session.py [--cases 5000] [--seed 0] [--concurrency 16] [--rate 100]
+        [--checkpoint DIR]
 
-Without --checkpoint it serves a random tiny checkpoint. Reported: cases, statuses seen, hangs (no status
+Without --checkpoint it serves a random tiny checkpoint. The attack starts 100 cases a second (`--rate`), up to
+16 at once: a quarter of the hostile sessions send a good observation before the bad one, and the chunks
+they get cost the actor real work; unpaced (`--rate 0`) the run also measures a saturated actor, not only
+hostile input. The runtime process is pinned to half of the cores, its planner and this process (attacker and
+bystander) to the other half. Reported: cases, statuses seen, hangs (no status
 within 5 s), UNKNOWN statuses, cases with an unexpected status, takeover attempts on the bystander's session,
 runtime RSS before and after, bystander p99 before and during the attack, whether the runtime survived, and
 `passed` against the acceptance bounds (0 hangs, 0 UNKNOWN, RSS growth <= 50 MB, p99 during <= 2x before).
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
 import sys
 import tempfile
@@ -39,15 +45,29 @@ def _wait(predicate, timeout_s: float) -> bool:
     return False
 
 
+def _core_split() -> tuple[list[str], str]:
+    """The runtime process gets the first half of the cores; its planner, the attacker and the bystander the
+    rest, as an attacker on its own machine would not share the runtime's cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return [], "shared"
+    half = len(cores) // 2
+    runtime, others = cores[:half], cores[half:]
+    os.sched_setaffinity(0, others)
+    spec = lambda ids: ",".join(map(str, ids))  # noqa: E731
+    return ["--actor-cpus", spec(runtime), "--planner-cpus", spec(others)], f"runtime {spec(runtime)}, rest {spec(others)}"
+
+
 def run(args: argparse.Namespace, checkpoint: pathlib.Path, workdir: pathlib.Path) -> dict:
-    with serve_process(checkpoint, workdir / "serve.log", "--wait-for-subtask-ms", "0") as server:
+    pinning, cores = _core_split()
+    with serve_process(checkpoint, workdir / "serve.log", "--wait-for-subtask-ms", "0", *pinning) as server:
         address, pid = server.address, server.process.pid
         with Bystander(address, period_s=0.1) as bystander:
             time.sleep(args.baseline_s)
             rss_before = rss_mb(pid)
             started = time.monotonic()
             cases = hostile_cases(args.seed, args.cases)
-            outcomes = asyncio.run(attack(address, cases, concurrency=args.concurrency))
+            outcomes = asyncio.run(attack(address, cases, concurrency=args.concurrency, rate=args.rate or None))
             ended = time.monotonic()
             stolen = takeover_attempts(address, bystander.client.session_id)
             released = _wait(lambda: sessions_open(address) == 1, 30)
@@ -57,6 +77,7 @@ def run(args: argparse.Namespace, checkpoint: pathlib.Path, workdir: pathlib.Pat
             p99_during = bystander.p99_ms(started, ended)
             result = report(outcomes) | {
                 "seed": args.seed,
+                "cores": cores,
                 "attack_s": round(ended - started, 1),
                 "takeovers": stolen,
                 "sessions_released": released,
@@ -87,6 +108,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="hostile cases started per second (0: as fast as the server answers)")
     parser.add_argument("--baseline-s", type=float, default=15.0, help="bystander-only time before the attack")
     parser.add_argument("--checkpoint", type=pathlib.Path, help="serve this checkpoint (default: random tiny)")
     args = parser.parse_args()

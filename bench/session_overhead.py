@@ -148,9 +148,10 @@ class EchoRuntime(pb_grpc.RobotRuntimeServicer):
 
     async def Session(self, request_iterator, context):
         async for request in request_iterator:
-            if request.WhichOneof("kind") == "open":
+            kind = request.WhichOneof("kind")
+            if kind == "open":
                 yield pb.SessionEvent(metadata=self._metadata)
-            else:
+            elif kind == "observation":
                 start = time.perf_counter()
                 await asyncio.sleep(self._pause)
                 timings = pb.Timings(total_ms=(time.perf_counter() - start) * 1e3)

@@ -295,12 +295,14 @@ class RobotClient:
         return metadata
 
     def close(self) -> None:
-        """Ends the session: half-closes so the server frees it cleanly, cancels after a short grace."""
+        """Ends the session: says so (SessionClose, which frees the id at once) and half-closes, so the server
+        answers what is pending; cancels after a short grace."""
         with self._cond:
             self._stop.set()
             requests, call, thread = self._requests, self._call, self._thread
             self._cond.notify_all()
         if requests is not None:
+            requests.put(pb.SessionRequest(close=pb.SessionClose()))
             requests.put(None)
         if thread is not None:
             thread.join(CLOSE_GRACE_S)

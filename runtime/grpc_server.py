@@ -8,6 +8,10 @@ Services are registered with `add_service`, whose parsers turn undecodable bytes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import hmac
 import ipaddress
@@ -209,8 +213,13 @@ def add_service(server: grpc.aio.Server, servicer, service: descriptor.ServiceDe
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
+class _Traffic:
+    received_bytes = 0  # request bytes parsed by `add_service` handlers since the process started
+
+
 def _parser(message_type):
     def parse(data: bytes):
+        _Traffic.received_bytes += len(data)
         try:
             return message_type.FromString(data)
         except Exception:  # noqa: BLE001 - DecodeError, or a RuntimeError from the upb parser
@@ -249,8 +258,10 @@ def _guarded(behaviour, kind: tuple[bool, bool], rpc: str):
         if not client_streaming and isinstance(request, Undecodable):
             await _refuse(context, rpc, request.error())
         try:
-            async for response in behaviour(checked(request) if client_streaming else request, context):
-                yield response
+            calls = behaviour(checked(request) if client_streaming else request, context)
+            async with contextlib.aclosing(calls) as responses:
+                async for response in responses:
+                    yield response
         except WireError as err:
             await _refuse(context, rpc, err)
 
@@ -298,3 +309,28 @@ def client_channel(address: str, *, tls_ca: pathlib.Path | None = None, max_mess
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+async def return_freed_memory(every_mb: int = 64, interval_s: float = 2.0) -> None:
+    """After every `every_mb` of requests, hands the memory they left in the allocator's free lists back to
+    the OS: a burst of large (or hostile) messages would otherwise keep the process at its peak RSS."""
+    trim = _malloc_trim()
+    if trim is None:
+        return
+    trimmed_at = _Traffic.received_bytes
+    while True:
+        await asyncio.sleep(interval_s)
+        if _Traffic.received_bytes - trimmed_at >= every_mb * 1024 * 1024:
+            trimmed_at = _Traffic.received_bytes
+            await asyncio.to_thread(trim, 0)

@@ -192,8 +192,9 @@ class _DeferredPlanner(pb_grpc.PlannerServicer):
 
     async def Link(self, request_iterator, context):
         target = await self._ready(context)
-        async for reply in target.Link(request_iterator, context):
-            yield reply
+        async with contextlib.aclosing(target.Link(request_iterator, context)) as replies:
+            async for reply in replies:
+                yield reply
 
     async def GetStats(self, request, context):
         return await (await self._ready(context)).GetStats(request, context)
@@ -335,6 +336,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     if supervisor is not None:
         background.append(asyncio.create_task(supervisor.run()))
     background.append(asyncio.create_task(link.run()))
+    background.append(asyncio.create_task(grpc_server.return_freed_memory()))
 
     def build():
         noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
@@ -421,8 +423,9 @@ class _ReadyGate(pb_grpc.RobotRuntimeServicer):
 
     async def Session(self, request_iterator, context):
         await self._check(context)
-        async for event in self.service.Session(request_iterator, context):
-            yield event
+        async with contextlib.aclosing(self.service.Session(request_iterator, context)) as events:
+            async for event in events:  # closed at once when the call ends: the session is released now, not at GC
+                yield event
 
     async def GetMetadata(self, request, context):
         return await self.service.GetMetadata(request, context)

@@ -27,7 +27,6 @@ from runtime.wire import WireError, needs_decoding, numpy_to_tensor
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT_S = 30.0
-_FINISHED = object()  # the reader's last event when the client half-closed its stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +80,23 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         outbox: asyncio.Queue = asyncio.Queue()
         reader = asyncio.create_task(self._read(session, requests, outbox))
         forwarder = asyncio.create_task(self._forward_updates(session, outbox))
+        released = False
+
+        def release(_=None) -> None:
+            """Runs when the call ends, however it ends: a cancelled call may leave this generator suspended
+            until garbage collection, and the session must not stay registered until then."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            reader.cancel()
+            forwarder.cancel()
+            if not session.taken_over.is_set():
+                self._batcher.forget(session.id)
+            self._registry.close(session)
+            self._stats.count("sessions_closed")
+
+        context.add_done_callback(release)
         metadata = pb.RuntimeMetadata()
         metadata.CopyFrom(self._metadata)
         metadata.session_id = session.id
@@ -89,29 +105,25 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             yield pb.SessionEvent(metadata=metadata)
             while True:
                 event = await outbox.get()
-                if event is _FINISHED:  # the client half-closed and has every answer: done with the session
-                    session.finished = not context.cancelled()
-                    return
-                if event is None:  # the connection broke: the owner may come back for the session
+                if event is None:  # the request stream ended: answers are all sent
                     return
                 if isinstance(event, _StreamError):
                     self._stats.count("errors")
                     await context.abort(event.code, event.message)
                 yield event
         finally:
-            reader.cancel()
-            forwarder.cancel()
+            release()
             await asyncio.gather(reader, forwarder, return_exceptions=True)
-            if not session.taken_over.is_set():
-                self._batcher.forget(session.id)
-            self._registry.close(session)
-            self._stats.count("sessions_closed")
 
     async def _read(self, session: Session, requests, outbox: asyncio.Queue) -> None:
         pending: set[asyncio.Task] = set()
         try:
             async for message in requests:
-                if message.WhichOneof("kind") != "observation":
+                kind = message.WhichOneof("kind")
+                if kind == "close":
+                    session.finished = True
+                    break
+                if kind != "observation":
                     raise WireError("open", "the session is already open; send observations")
                 request = await self._accept(session, message.observation)
                 self._stats.count("observations")
@@ -121,7 +133,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             await asyncio.gather(*pending, return_exceptions=True)
-            outbox.put_nowait(_FINISHED)
+            outbox.put_nowait(None)
         except WireError as err:
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
         except asyncio.CancelledError:

@@ -34,6 +34,7 @@ DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
 MAX_TASK_CHARS = 512
 MAX_SESSION_ID_CHARS = 128
 RESUME_GRACE_S = 30.0
+MAX_DROPPED_SESSIONS = 10_000  # the oldest go first beyond this
 _SESSION_ID = re.compile(r"[ -~]+")  # printable ASCII: no control characters, nothing a terminal interprets
 
 
@@ -66,7 +67,7 @@ class Session:
     first_subtask: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     taken_over: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     reasoning: bool = False
-    finished: bool = False  # the client half-closed its stream: done with the session, nothing to resume
+    finished: bool = False  # the client sent SessionClose: done with the session, nothing to resume
 
     def actor_subtask(self) -> str:
         """The latest subtask; before the planner's first answer, the plain task (or its first-step context)."""
@@ -128,8 +129,11 @@ class SessionRegistry:
         the owner may resume it with its token for `RESUME_GRACE_S`."""
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+            session.pending_snapshot = None  # a resumed session starts from its next observation
             if not session.finished:
                 self._dropped[session.id] = (session, self._clock() + RESUME_GRACE_S)
+                while len(self._dropped) > MAX_DROPPED_SESSIONS:  # a flood of dropped streams cannot grow memory
+                    del self._dropped[next(iter(self._dropped))]
         self._forget_expired()
 
     def _forget_expired(self) -> None:

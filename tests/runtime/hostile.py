@@ -164,7 +164,9 @@ def _structured(rng: random.Random) -> Case:
     kind = rng.choice(sorted(MUTATIONS))
     obs = good_observation(5, rng.choice(["raw", "jpeg"]))
     MUTATIONS[kind](rng, obs)
-    frames = (_open(), _obs(good_observation(4)), _obs(obs))
+    # A quarter of the sessions fail mid-way (after a good observation, which costs the actor a chunk).
+    mid_session = rng.random() < 0.25 or obs.step != 5  # a step that does not follow step 4 needs step 4 first
+    frames = (_open(), _obs(good_observation(4)), _obs(obs)) if mid_session else (_open(), _obs(obs))
     if obs.task == " \t\n":  # an empty task is refused only where the session has none
         frames = (_open(task=""), _obs(obs))
     return Case(f"structured/{kind}", frames, mode=rng.choice(["send", "hold"]), expect=frozenset({"INVALID_ARGUMENT"}))
@@ -217,7 +219,8 @@ def _abandon(rng: random.Random) -> Case:
 
 
 def _half_close(rng: random.Random) -> Case:
-    return Case("half-close", (_open(),), expect=frozenset({"OK"}))
+    closing = pb.SessionRequest(close=pb.SessionClose()).SerializeToString()
+    return Case("half-close", (_open(), closing)[: rng.randint(1, 2)], expect=frozenset({"OK"}))
 
 
 def _tcp(rng: random.Random) -> Case:
@@ -295,22 +298,25 @@ async def _run_tcp(host: str, port: int, case: Case) -> Outcome:
     return Outcome(case.kind, "tcp", True)
 
 
-async def attack(address: str, cases: list[Case], concurrency: int = 16,
+async def attack(address: str, cases: list[Case], concurrency: int = 16, rate: float | None = None,
                  max_message_mb: int = 64) -> list[Outcome]:
-    """Runs every case, `concurrency` at a time, on one channel → one outcome per case."""
+    """Runs every case, `concurrency` at a time (and at most `rate` cases a second) → one outcome per case."""
     limit = max_message_mb * 1024 * 1024
     options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
     host, port = address.rsplit(":", 1)
     gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
 
-    async def one(channel, case: Case) -> Outcome:
+    async def one(index: int, channel, case: Case) -> Outcome:
+        if rate:
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
         async with gate:
             if case.mode == "tcp":
                 return await _run_tcp(host, int(port), case)
             return await _run_stream(channel, case)
 
     async with grpc.aio.insecure_channel(address, options=options) as channel:
-        return list(await asyncio.gather(*(one(channel, case) for case in cases)))
+        return list(await asyncio.gather(*(one(i, channel, case) for i, case in enumerate(cases))))
 
 
 def report(outcomes: list[Outcome]) -> dict:

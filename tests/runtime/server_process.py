@@ -62,12 +62,13 @@ class Stream:
         return info.value
 
     def close(self) -> None:
-        """Drops the stream (a cancel, as a lost connection looks to the server)."""
+        """Drops the stream, as a lost connection looks to the server: the session stays its owner's for a while."""
         self._events.cancel()
         self._outbox.put(None)
 
     def finish(self) -> None:
-        """Half-closes and reads the stream to its end: the client is done with the session."""
+        """Closes the session (SessionClose), half-closes and reads the stream to its end."""
+        self._outbox.put(pb.SessionRequest(close=pb.SessionClose()))
         self._outbox.put(None)
         for _ in self._events:
             pass

@@ -142,6 +142,8 @@ class FakeRuntime(pb_grpc.RobotRuntimeServicer):
         yield pb.SessionEvent(metadata=self.metadata[min(len(self.opens), len(self.metadata)) - 1])
         version = 0
         for request in request_iterator:
+            if request.WhichOneof("kind") == "close":
+                return
             observation = request.observation
             self.observations.append(observation)
             if observation.step in self.drop_at:

@@ -176,3 +176,18 @@ def test_a_finished_session_frees_its_id_at_once():
     session.finished = True
     registry.close(session)
     assert registry.open("arm", "put the red cube in the bowl").last_step == -1
+
+
+def test_dropped_sessions_keep_no_frames_and_are_capped(monkeypatch):
+    monkeypatch.setattr("runtime.sessions.MAX_DROPPED_SESSIONS", 3)
+    registry = _registry()
+    sessions = []
+    for i in range(5):
+        session = registry.open(f"arm-{i}", "put the red cube in the bowl")
+        registry.accept(session, observation(1))
+        registry.close(session)
+        sessions.append(session)
+        assert session.pending_snapshot is None
+    assert registry.open("arm-0", "put the red cube in the bowl").last_step == -1  # evicted: a fresh session
+    with pytest.raises(SessionInUse):
+        registry.open("arm-4", "put the red cube in the bowl")

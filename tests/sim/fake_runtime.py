@@ -38,6 +38,8 @@ class FakeRuntime(pb_grpc.RobotRuntimeServicer):
         yield pb.SessionEvent(metadata=_metadata(self.action_dims))
         version, text = 0, ""
         for request in request_iterator:
+            if request.WhichOneof("kind") == "close":
+                return
             observation = request.observation
             seen.append(observation)
             if observation.step in SUBTASKS:

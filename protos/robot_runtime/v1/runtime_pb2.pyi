@@ -148,13 +148,19 @@ class SessionOpen(_message.Message):
     resume_token: str
     def __init__(self, session_id: _Optional[str] = ..., task: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
+class SessionClose(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class SessionRequest(_message.Message):
-    __slots__ = ("open", "observation")
+    __slots__ = ("open", "observation", "close")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
     open: SessionOpen
     observation: Observation
-    def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ...) -> None: ...
+    close: SessionClose
+    def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., close: _Optional[_Union[SessionClose, _Mapping]] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("metadata", "chunk", "subtask")
