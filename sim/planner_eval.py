@@ -66,6 +66,7 @@ class Frame:
     cameras: Mapping[str, np.ndarray]
     label: str
     state: np.ndarray | None = None
+    action: np.ndarray | None = None  # the expert's action after this observation (robot units)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +115,8 @@ def _episode_frames(
         if env.step_count % every == 0:
             images = {cameras[c]: image for c, image in obs["images"].items()}
             frames.append(
-                Frame(task, seed, env.step_count, obs["task"], images, subtask, np.asarray(obs["state"]))
+                Frame(task, seed, env.step_count, obs["task"], images, subtask, np.asarray(obs["state"]),
+                      np.asarray(action, np.float32))
             )
 
     run_episode(env, seed=seed, on_step=keep)
