@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Optional extras installed with the project; `libero` brings LIBERO for sim/libero.py and its tests.
 EXTRAS ?= dev,libero
+# Exact versions of everything installed (see `make lock`), and the pip that installs them.
+LOCK := requirements/lock.txt
+PIP_VERSION := 26.3
 
 # `make demo` needs the project alone; its stamp is separate so that it never skips the test extras' install.
 DEMO_STAMP := $(VENV)/.installed-demo
@@ -12,23 +15,33 @@ BUNDLE ?= bundles/builtin
 DEMO_EPISODES ?= 5
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo bundle gate fuzz test test-slow venv sysdeps clean
+.PHONY: demo bundle gate fuzz lint lock test test-slow venv sysdeps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip==$(PIP_VERSION)'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	# openpi-client pins numpy<2 (jax needs >=2); the modules our bridge test uses need nothing it lacks.
-	$(BIN)/python -m pip install --quiet --no-deps 'openpi-client==0.1.2'
+	$(BIN)/python -m pip install --quiet --no-deps -c $(LOCK) openpi-client
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-$(DEMO_STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --upgrade 'pip==$(PIP_VERSION)'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e .
 	@touch $(DEMO_STAMP)
+
+# Refreshes $(LOCK): a scratch venv takes the newest releases pyproject.toml allows, and their exact versions
+# become the pins that every install above uses. Run `make test` on the result before committing it.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade 'pip==$(PIP_VERSION)'
+	.venv-lock/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	.venv-lock/bin/python -m pip install --quiet --no-deps 'openpi-client==0.1.2'
+	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
 
 # Serves the bundled checkpoint (planner + actor processes) and runs DEMO_EPISODES episodes of every built-in
 # task through it: subtask changes are printed as they happen, mp4s and results.json land in DEMO_OUT.
@@ -58,8 +71,13 @@ sysdeps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6 libgl1 libglib2.0-0 >/dev/null; \
 	fi
 
-test: $(STAMP) sysdeps
+test: $(STAMP) sysdeps lint
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q
+
+# ruff's lint rules and formatting (configured in pyproject.toml); `ruff format .` fixes the formatting.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-slow: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q -m slow

@@ -96,7 +96,8 @@ class EngineConfig:
     """How chunks reach the robot. use_quantiles None follows openpi: quantiles for pi0.5, z-score for pi0.
 
     state_in_prompt: put the discretized normalized state in the actor prompt (then every request needs a
-    state); None follows the checkpoint's `discrete_state_input`. seed: for requests without their own seed; None draws fresh entropy.
+    state); None follows the checkpoint's `discrete_state_input`.
+    seed: for requests without their own seed; None draws fresh entropy.
     reasoning: the checkpoint follows the reasoning protocol (seed 002): the prompt is its act row
     `<bos>{subtask}<eop><boa>`, `<boa>` causal, exactly as training builds it; the request's subtask is the
     planner's latest reasoning (or the task, until the planner has one).
@@ -296,7 +297,8 @@ class ChunkEngine:
         if s is not None and not (horizon - actions.shape[0] <= s <= horizon):
             raise invalid(
                 "leftover.execution_horizon",
-                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} leftover actions, got {s}",
+                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} leftover actions, "
+                f"got {s}",
             )
         normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
         delay = min(int(leftover.delay), actions.shape[0], horizon - s if s is not None else horizon)

@@ -106,9 +106,7 @@ def guided_velocity(
     return v.astype(x_t.dtype) - g * correction
 
 
-def guidance_for_rows(
-    requests: Sequence[RTCRequest | None], batch: int, horizon: int, action_dim: int
-) -> Guidance:
+def guidance_for_rows(requests: Sequence[RTCRequest | None], batch: int, horizon: int, action_dim: int) -> Guidance:
     """Host-side Guidance for a padded batch; rows without a request (and padding rows) get W = 0."""
     if len(requests) > batch:
         raise ValueError(f"rtc has {len(requests)} entries for a batch of {batch} rows")

@@ -29,6 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "runtime")]
 
 from hostile import Bystander, attack, hostile_cases, report, rss_mb, sessions_open, takeover_attempts  # noqa: E402
+
 from runtime.cli import main as cli_main  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
 
@@ -55,7 +56,12 @@ def _core_split() -> tuple[list[str], str]:
     runtime, others = cores[:half], cores[half:]
     os.sched_setaffinity(0, others)
     spec = lambda ids: ",".join(map(str, ids))  # noqa: E731
-    return ["--actor-cpus", spec(runtime), "--planner-cpus", spec(others)], f"runtime {spec(runtime)}, rest {spec(others)}"
+    return [
+        "--actor-cpus",
+        spec(runtime),
+        "--planner-cpus",
+        spec(others),
+    ], f"runtime {spec(runtime)}, rest {spec(others)}"
 
 
 def run(args: argparse.Namespace, checkpoint: pathlib.Path, workdir: pathlib.Path) -> dict:
@@ -108,8 +114,9 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=100.0,
-                        help="hostile cases started per second (0: as fast as the server answers)")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="hostile cases started per second (0: as fast as the server answers)"
+    )
     parser.add_argument("--baseline-s", type=float, default=15.0, help="bystander-only time before the attack")
     parser.add_argument("--checkpoint", type=pathlib.Path, help="serve this checkpoint (default: random tiny)")
     args = parser.parse_args()

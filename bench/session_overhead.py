@@ -60,7 +60,10 @@ TASK = "put the red cube in the bowl"
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 3), "p99_ms": round(float(np.percentile(samples_ms, 99)), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(samples_ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
+    }
 
 
 SCENES = 8
@@ -238,9 +241,21 @@ def interference(
     port = free_port()
     planner_address = f"127.0.0.1:{port}"
     planner = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve-planner", "--checkpoint", str(checkpoint),
-         "--port", str(port), "--cpus", planner_cpus],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "serve-planner",
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(port),
+            "--cpus",
+            planner_cpus,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     own_cpus = os.sched_getaffinity(0)
     try:
@@ -285,14 +300,17 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="model directory (default: a fresh random `tiny` checkpoint)")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument(
-        "--floor-pause-ms", type=float,
+        "--floor-pause-ms",
+        type=float,
         help="how long the bare servicer idles per chunk (default: the engine's median; 0 answers at once)",
     )
     parser.add_argument(
         "--interference-calls", type=int, default=1000, help="chunks per planner state (p99 needs many)"
     )
     parser.add_argument(
-        "--interference-period-ms", type=float, default=20.0,
+        "--interference-period-ms",
+        type=float,
+        default=20.0,
         help="one chunk request every this many ms, like a robot loop (0: back to back)",
     )
     parser.add_argument("--skip-interference", action="store_true")

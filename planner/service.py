@@ -23,7 +23,7 @@ from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.stats import Stats
-from runtime.wire import WireError, float_vector, image_to_numpy
+from runtime.wire import WireError, float_vector, image_to_numpy, quoted
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def plan_request_from_proto(request: pb.PlanRequest) -> PlanRequest:
         raise WireError("task", "is empty; say what the robot should do")
     if not request.images:
         raise WireError("images", "no camera given")
-    cameras = {key: image_to_numpy(image, f"images[{key!r}]") for key, image in request.images.items()}
+    cameras = {key: image_to_numpy(image, f"images[{quoted(key)}]") for key, image in request.images.items()}
     state = float_vector(request.state, "state") if request.HasField("state") else None
     return PlanRequest(cameras=cameras, task=request.task, state=state)
 
@@ -56,11 +56,12 @@ class PlannerService(pb_grpc.PlannerServicer):
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="planner")
 
     async def plan(self, request: pb.PlanRequest) -> pb.PlanReply:
-        """Validates and decodes one request off the event loop; raises UserFacingError on bad input."""
-        parsed = plan_request_from_proto(request)
+        """Validates and decodes one request off the event loop (images too); raises UserFacingError on bad
+        input."""
         if request.max_tokens < 0:
             raise WireError("max_tokens", f"must be >= 0, got {request.max_tokens}")
         loop = asyncio.get_running_loop()
+        parsed = await asyncio.to_thread(plan_request_from_proto, request)
         result = await loop.run_in_executor(self._executor, self._answer, request, parsed)
         self._stats.observe("planner_prefill", result.prefill_ms)
         self._stats.observe("planner_decode", result.decode_ms)

@@ -96,9 +96,7 @@ def printable_ascii_mask(tokenizer: PieceTokenizer, model_vocab_size: int) -> np
     return mask
 
 
-def allowed_set_mask(
-    tokenizer: PieceTokenizer, allowed: Iterable[str | int], model_vocab_size: int
-) -> np.ndarray:
+def allowed_set_mask(tokenizer: PieceTokenizer, allowed: Iterable[str | int], model_vocab_size: int) -> np.ndarray:
     """Allows EOS plus the given token ids and every id the given strings encode to.
 
     A string allows the pieces needed to write it (so `["pick up", "the red cube"]` lets the planner write

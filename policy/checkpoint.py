@@ -122,12 +122,16 @@ def check_param_tree(expected: Mapping[str, tuple[int, ...]], found: Mapping[str
     """Raises CheckpointError naming the first missing key, extra key or wrong shape (keys in sorted order)."""
     missing = sorted(set(expected) - set(found))
     if missing:
-        raise CheckpointError(f"checkpoint is missing parameter {missing[0]} (shape {expected[missing[0]]})"
-                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"checkpoint is missing parameter {missing[0]} (shape {expected[missing[0]]})"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     extra = sorted(set(found) - set(expected))
     if extra:
-        raise CheckpointError(f"checkpoint has unexpected parameter {extra[0]} (shape {tuple(np.shape(found[extra[0]]))})"
-                              + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+        raise CheckpointError(
+            f"checkpoint has unexpected parameter {extra[0]} (shape {tuple(np.shape(found[extra[0]]))})"
+            + (f" and {len(extra) - 1} more" if len(extra) > 1 else "")
+        )
     for key in sorted(expected):
         shape = tuple(np.shape(found[key]))
         if shape != tuple(expected[key]):

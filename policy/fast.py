@@ -104,7 +104,9 @@ class FastTokenizer:
         min_token = int(min(c.min() for c in coefficients))
         span = min(int(max(c.max() for c in coefficients)) - min_token, MAX_CHAR)
         if span + 1 > vocab_size:
-            logger.warning("FAST: %d distinct coefficients exceed vocab_size %d; rare ones stay multi-byte", span + 1, vocab_size)
+            logger.warning(
+                "FAST: %d distinct coefficients exceed vocab_size %d; rare ones stay multi-byte", span + 1, vocab_size
+            )
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
         bpe.decoder = decoders.ByteLevel()

@@ -245,7 +245,9 @@ class Block(nnx.Module):
     def __call__(self, xs, positions, mask, conds, cache, cache_index):
         normed, gates = [], []
         for i, x in enumerate(xs):
-            y, gate = getattr(self, expert_name("pre_attention_norm", i))(x, conds[i]) if x is not None else (None, None)
+            y, gate = (
+                getattr(self, expert_name("pre_attention_norm", i))(x, conds[i]) if x is not None else (None, None)
+            )
             normed.append(y)
             gates.append(gate)
         attended, new_cache = self.attn(normed, positions, mask, cache, cache_index)

@@ -1,11 +1,11 @@
 """A model directory in openpi's layout, plus what serving needs beside the weights.
 
-    <dir>/params/                           orbax PyTree {"params": ...}   (openpi's layout, loads unchanged)
-    <dir>/assets/<asset_id>/norm_stats.json openpi's norm stats
-    <dir>/model_config.json                 our ModelConfig (absent in openpi checkpoints: pass a config name)
-    <dir>/tokenizer.model                   optional SentencePiece model (real checkpoints: the user gives a path)
-    <dir>/serving.json                      optional serving defaults the checkpoint was tuned with
-                                            ({"noise_scale": s}); absent: openpi's sampling
+<dir>/params/                           orbax PyTree {"params": ...}   (openpi's layout, loads unchanged)
+<dir>/assets/<asset_id>/norm_stats.json openpi's norm stats
+<dir>/model_config.json                 our ModelConfig (absent in openpi checkpoints: pass a config name)
+<dir>/tokenizer.model                   optional SentencePiece model (real checkpoints: the user gives a path)
+<dir>/serving.json                      optional serving defaults the checkpoint was tuned with
+                                        ({"noise_scale": s}); absent: openpi's sampling
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ServingDefaults:
             data = json.loads(path.read_text())
             defaults = cls(**data)
         except (ValueError, TypeError) as err:
-            raise CheckpointError(f"{path} is not valid serving defaults ({{\"noise_scale\": 0.4}}): {err}") from err
+            raise CheckpointError(f'{path} is not valid serving defaults ({{"noise_scale": 0.4}}): {err}') from err
         check_noise_scale(defaults.noise_scale, str(path))
         return defaults
 
@@ -123,7 +123,9 @@ def _read_norm_stats(root: pathlib.Path, asset_id: str | None) -> dict[str, Norm
         if not found:
             return {}
         if len(found) > 1:
-            raise CheckpointError(f"{assets} holds several norm stats {[str(f) for f in found]}; choose one with --asset-id")
+            raise CheckpointError(
+                f"{assets} holds several norm stats {[str(f) for f in found]}; choose one with --asset-id"
+            )
         asset_id = str(found[0])
     path = assets / asset_id / "norm_stats.json"
     if not path.exists():

@@ -176,9 +176,7 @@ def _parse_entry(entry: Any, where: str, path: Path) -> NormStats:
 
 
 def _parse_vector(value: Any, where: str, path: Path) -> np.ndarray:
-    if not isinstance(value, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise ValueError(f"{path}: {where} must be a list of numbers")
     if not value:
         raise ValueError(f"{path}: {where} is empty")
@@ -245,9 +243,7 @@ class RunningStats:
         if self._count < 2:
             raise ValueError(f"need at least 2 vectors to compute statistics, got {self._count}")
         std = np.sqrt(np.maximum(0.0, self._mean_sq - self._mean**2))
-        return NormStats(
-            mean=self._mean, std=std, q01=self._quantile(0.01), q99=self._quantile(0.99)
-        )
+        return NormStats(mean=self._mean, std=std, q01=self._quantile(0.01), q99=self._quantile(0.99))
 
     def _start(self, values: np.ndarray) -> None:
         dim = values.shape[1]

@@ -41,8 +41,12 @@ def config_from_meta(meta: dict[str, Any]) -> ModelConfig:
     vision = model.get("siglip", {})
     if {"width", "depth", "mlp_dim", "num_heads"} <= vision.keys():
         siglip = SiglipConfig(
-            vision["width"], vision["depth"], vision["mlp_dim"], vision["num_heads"],
-            vision.get("patch", 14), vision.get("image_size", 224),
+            vision["width"],
+            vision["depth"],
+            vision["mlp_dim"],
+            vision["num_heads"],
+            vision.get("patch", 14),
+            vision.get("image_size", 224),
         )
     else:
         siglip = get_siglip_config(vision.get("variant", "So400m/14"), vision.get("image_size", 224))
@@ -72,7 +76,10 @@ class ParityReport:
         return self.token_mismatches == 0 and all(e <= TOLERANCE for e in self.errors.values())
 
     def lines(self) -> list[str]:
-        out = [f"{name:16s} max abs error {err:.3e}  {'ok' if err <= TOLERANCE else 'FAIL'}" for name, err in self.errors.items()]
+        out = [
+            f"{name:16s} max abs error {err:.3e}  {'ok' if err <= TOLERANCE else 'FAIL'}"
+            for name, err in self.errors.items()
+        ]
         verdict = "ok" if self.token_mismatches == 0 else f"FAIL ({self.token_mismatches} differ)"
         out.append(f"{'greedy_tokens':16s} {self.tokens.shape[1]} tokens/row  {verdict}")
         return out

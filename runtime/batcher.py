@@ -2,8 +2,9 @@
 
 Sessions submit requests from the event loop; one worker collects up to `max_batch` of them (waiting at most
 `max_wait_ms` after the first, and not at all once every open session has a request queued, so a lone robot
-never waits), runs the engine in a thread so the loop stays free, and resolves each request's future. A session that submits again while its previous request is still queued replaces it: the
-stale one resolves as `Dropped` and is counted.
+never waits), runs the engine in a thread so the loop stays free, and resolves each request's future. A
+session that submits again while its previous request is still queued replaces it: the stale one resolves as
+`Dropped` and is counted.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ def _check_parity(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     import json
-    import os
     import pathlib
 
     from planner.decoder import DEFAULT_MAX_NEW_TOKENS
@@ -104,7 +103,6 @@ def _model_source(args: argparse.Namespace):
 
 
 def _security(args: argparse.Namespace):
-    import os
     import pathlib
 
     from runtime.grpc_server import Security
@@ -233,28 +231,44 @@ def _record(args: argparse.Namespace) -> int:
     from sim.recorder import record
 
     try:
-        summary = record(tasks, args.episodes, out, seed=args.seed, workers=args.workers,
-                         image_size=args.image_size, overwrite=args.overwrite, progress=not args.no_progress,
-                         action_noise=args.action_noise, mistakes=args.mistakes, same_scene=args.same_scene)
+        summary = record(
+            tasks,
+            args.episodes,
+            out,
+            seed=args.seed,
+            workers=args.workers,
+            image_size=args.image_size,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            action_noise=args.action_noise,
+            mistakes=args.mistakes,
+            same_scene=args.same_scene,
+        )
     except RuntimeError as err:
         raise UserError(str(err)) from err
-    print(f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
-          f"of {', '.join(tasks)} to {summary['out_dir']} in {summary['seconds']:.1f} s; "
-          f"{summary['failed']} failed expert episodes dropped")
+    print(
+        f"recorded {summary['episodes']} episodes ({summary['frames']} frames, {summary['tasks']} instructions) "
+        f"of {', '.join(tasks)} to {summary['out_dir']} in {summary['seconds']:.1f} s; "
+        f"{summary['failed']} failed expert episodes dropped"
+    )
     return 0
 
 
 def _rollout_policy(args: argparse.Namespace):
-    import os
     import pathlib
 
     from sim.rollout import PolicySpec
 
-    chosen = [flag for flag, value in (("--server", args.server), ("--checkpoint", args.checkpoint),
-                                       ("--policy", args.policy)) if value]
+    chosen = [
+        flag
+        for flag, value in (("--server", args.server), ("--checkpoint", args.checkpoint), ("--policy", args.policy))
+        if value
+    ]
     if len(chosen) != 1:
-        raise UserError("give exactly one of --server ADDR, --checkpoint DIR or --policy scripted"
-                        + (f" (got {' and '.join(chosen)})" if chosen else ""))
+        raise UserError(
+            "give exactly one of --server ADDR, --checkpoint DIR or --policy scripted"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
+        )
     if args.policy and args.policy != "scripted":
         raise UserError(f"--policy {args.policy!r}: the only built-in policy is 'scripted'")
     if args.tokenizer and not args.checkpoint:
@@ -291,15 +305,27 @@ def _rollout(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory")
     config = RolloutConfig(
-        selection=selection, episodes=args.episodes, policy=policy, out_dir=out, workers=args.workers,
-        video=args.video, seed=args.seed, same_scene=args.same_scene, replan_steps=args.replan_steps,
+        selection=selection,
+        episodes=args.episodes,
+        policy=policy,
+        out_dir=out,
+        workers=args.workers,
+        video=args.video,
+        seed=args.seed,
+        same_scene=args.same_scene,
+        replan_steps=args.replan_steps,
         image_size=args.image_size,
-        max_steps=args.max_steps, libero_prompt=args.libero_prompt, quiet=args.quiet,
+        max_steps=args.max_steps,
+        libero_prompt=args.libero_prompt,
+        quiet=args.quiet,
     )
     narrowed = f" tasks {','.join(selection.tasks)}" if selection.kind == "libero" and selection.tasks else ""
     source = f"checkpoint {args.checkpoint}" if args.checkpoint else policy.label
-    print(f"rollout: {selection.label}{narrowed}, {args.episodes} episodes per task, {source}, "
-          f"{args.workers} worker(s) -> {out}", flush=True)
+    print(
+        f"rollout: {selection.label}{narrowed}, {args.episodes} episodes per task, {source}, "
+        f"{args.workers} worker(s) -> {out}",
+        flush=True,
+    )
     try:
         plan_jobs(config)  # a bad selection fails here, before a runtime spends a minute starting
         if args.checkpoint:
@@ -367,8 +393,11 @@ def _add_server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--token-file", help="read the required bearer token from this file (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
     p.add_argument("--max-tokens", type=int, help="most tokens the planner decodes (default 20; 48 with --reasoning)")
-    p.add_argument("--reasoning", action="store_true",
-                   help="reasoning checkpoint (seed 002): the planner thinks or acts, the actor runs the act row")
+    p.add_argument(
+        "--reasoning",
+        action="store_true",
+        help="reasoning checkpoint (seed 002): the planner thinks or acts, the actor runs the act row",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -399,10 +428,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="most tokens to decode (default 20; 48 with --reasoning)")
     p.add_argument("--vocab", choices=["ascii", "all"], default="ascii", help="tokens the planner may emit")
     p.add_argument("--config", help="model config name, for checkpoints without model_config.json")
-    p.add_argument("--reasoning", action="store_true",
-                   help="reasoning checkpoint (seed 002): print think or act, and the reasoning when it thinks")
-    p.add_argument("--last-reasoning", metavar="TEXT",
-                   help="with --reasoning: the latest reasoning, the context instead of --task")
+    p.add_argument(
+        "--reasoning",
+        action="store_true",
+        help="reasoning checkpoint (seed 002): print think or act, and the reasoning when it thinks",
+    )
+    p.add_argument(
+        "--last-reasoning", metavar="TEXT", help="with --reasoning: the latest reasoning, the context instead of --task"
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus size when sampling")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -414,16 +447,33 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_server_args(p, 50051)
     p.add_argument("--planner-address", help="use a running `serve-planner` (host:port or unix:PATH) instead")
-    p.add_argument("--planner-interval", type=float, default=0.0, metavar="SECONDS",
-                   help="least time between two plans of one session (default: whenever the planner is free)")
-    p.add_argument("--wait-for-subtask-ms", type=float, default=DEFAULT_WAIT_FOR_SUBTASK_MS,
-                   help="a session's first chunk waits up to this long for the planner's first subtask, so the actor "
-                        "never acts on a prompt it was not trained on (default %(default)g; 0: act on the task at once)")
-    p.add_argument("--noise-scale", type=float, metavar="S",
-                   help="standard deviation of the flow's starting noise (default: the checkpoint's serving.json, "
-                        "else 1 as openpi)")
-    p.add_argument("--camera", action="append", metavar="NAME=MODEL_KEY",
-                   help="robot camera name → model image key (default: agentview=base_0_rgb wrist=left_wrist_0_rgb)")
+    p.add_argument(
+        "--planner-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="least time between two plans of one session (default: whenever the planner is free)",
+    )
+    p.add_argument(
+        "--wait-for-subtask-ms",
+        type=float,
+        default=DEFAULT_WAIT_FOR_SUBTASK_MS,
+        help="a session's first chunk waits up to this long for the planner's first subtask, so the actor "
+        "never acts on a prompt it was not trained on (default %(default)g; 0: act on the task at once)",
+    )
+    p.add_argument(
+        "--noise-scale",
+        type=float,
+        metavar="S",
+        help="standard deviation of the flow's starting noise (default: the checkpoint's serving.json, "
+        "else 1 as openpi)",
+    )
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME=MODEL_KEY",
+        help="robot camera name → model image key (default: agentview=base_0_rgb wrist=left_wrist_0_rgb)",
+    )
     p.add_argument("--action-dims", type=int, help="action dims sent to the robot (default: the norm stats')")
     p.add_argument("--state-dims", type=int, help="state dims expected from the robot (default: the norm stats')")
     p.add_argument("--max-batch", type=int, default=8, help="most sessions sampled together")
@@ -432,8 +482,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor-cpus", help="pin the runtime process to these cores, e.g. 0 or 0-3")
     p.add_argument("--planner-cpus", help="pin the local planner process to these cores, e.g. 1")
     p.add_argument("--planner-devices", help="CUDA_VISIBLE_DEVICES for the local planner process")
-    p.add_argument("--openpi-port", type=int, metavar="PORT",
-                   help="also serve openpi's websocket policy protocol (openpi-client, LIBERO example) on PORT")
+    p.add_argument(
+        "--openpi-port",
+        type=int,
+        metavar="PORT",
+        help="also serve openpi's websocket policy protocol (openpi-client, LIBERO example) on PORT",
+    )
     p.add_argument("--openpi-host", default="127.0.0.1", help="bind address of the openpi bridge (default: loopback)")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
     p.set_defaults(run=_serve)
@@ -445,20 +499,37 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="attempt k uses seed SEED + k")
     p.add_argument("--workers", type=int, default=1, help="episodes recorded in parallel processes")
     p.add_argument("--image-size", type=int, default=224, help="camera images are PX x PX")
-    p.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
-                   help="execute the expert's actions plus N(0, SIGMA²) noise, record the clean ones (DART)")
-    p.add_argument("--mistakes", type=float, default=0.0, metavar="P",
-                   help="with probability P per stage the first grasp misses on purpose; the labels show the recovery")
-    p.add_argument("--same-scene", action="store_true",
-                   help="every episode on the scene of --seed (the learnability gate's one-scene data)")
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="execute the expert's actions plus N(0, SIGMA²) noise, record the clean ones (DART)",
+    )
+    p.add_argument(
+        "--mistakes",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with probability P per stage the first grasp misses on purpose; the labels show the recovery",
+    )
+    p.add_argument(
+        "--same-scene",
+        action="store_true",
+        help="every episode on the scene of --seed (the learnability gate's one-scene data)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_record)
 
     p = sub.add_parser("rollout", help="run episodes of built-in or LIBERO tasks against a policy and score them")
     p.add_argument("--env", required=True, help="builtin:TASK, builtin:all or libero:SUITE (libero:libero_spatial)")
-    p.add_argument("--tasks", nargs="+", metavar="TASK",
-                   help="narrow builtin:all to these tasks, or a LIBERO suite to these task ids or names")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="narrow builtin:all to these tasks, or a LIBERO suite to these task ids or names",
+    )
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, LIBERO's trials)")
     p.add_argument("--server", metavar="ADDR", help="a running runtime (host:port)")
     p.add_argument("--checkpoint", metavar="DIR", help="start a local runtime serving this checkpoint")
@@ -469,18 +540,29 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes, each running its own episodes")
     p.add_argument("--out", help="output directory (default runs/rollout-TIME)")
     p.add_argument("--video", action="store_true", help="write an mp4 per episode with the subtask on each frame")
-    p.add_argument("--seed", type=int,
-                   help="built-in: episode k uses seed SEED + k (default 0); LIBERO: the env seed (default 7)")
-    p.add_argument("--same-scene", action="store_true",
-                   help="built-in: every episode on the scene of --seed (the policy's sampling still differs)")
-    p.add_argument("--replan-steps", type=int,
-                   help="control steps between chunk requests (default: 2 on built-in tasks, 5 on LIBERO as openpi)")
+    p.add_argument(
+        "--seed", type=int, help="built-in: episode k uses seed SEED + k (default 0); LIBERO: the env seed (default 7)"
+    )
+    p.add_argument(
+        "--same-scene",
+        action="store_true",
+        help="built-in: every episode on the scene of --seed (the policy's sampling still differs)",
+    )
+    p.add_argument(
+        "--replan-steps",
+        type=int,
+        help="control steps between chunk requests (default: 2 on built-in tasks, 5 on LIBERO as openpi)",
+    )
     p.add_argument("--max-steps", type=int, help="step budget per episode (default: the task's or suite's)")
     p.add_argument("--image-size", type=int, default=224, help="camera images sent to the policy are PX x PX")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one chunk")
-    p.add_argument("--libero-prompt", choices=["auto", "task", "bddl"], default="auto",
-                   help="LIBERO instruction: the suite's task language or the BDDL file's (auto: task for the "
-                        "standard suites, bddl for LIBERO-PRO)")
+    p.add_argument(
+        "--libero-prompt",
+        choices=["auto", "task", "bddl"],
+        default="auto",
+        help="LIBERO instruction: the suite's task language or the BDDL file's (auto: task for the "
+        "standard suites, bddl for LIBERO-PRO)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print subtask changes")
     p.set_defaults(run=_rollout)
 
@@ -490,8 +572,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run_mode = p.add_mutually_exclusive_group()
     run_mode.add_argument("--overwrite", action="store_true", help="delete an earlier run of this name first")
     run_mode.add_argument("--resume", action="store_true", help="continue an earlier run from its latest checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. data.path=/data/libero batch_size=8 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. data.path=/data/libero batch_size=8 (repeatable)",
+    )
     p.add_argument("--list", action="store_true", help="print the training configs and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)

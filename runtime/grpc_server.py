@@ -148,7 +148,9 @@ def _denying(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     kind = (handler.request_streaming, handler.response_streaming)
     make = _HANDLER_MAKERS[kind]
     behaviour = deny_stream if handler.response_streaming else deny
-    return make(behaviour, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    return make(
+        behaviour, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
 
 
 _HANDLER_MAKERS = {
@@ -294,9 +296,10 @@ class Health:
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
         reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
-    async def set(self, serving: bool) -> None:
+    async def set(self, serving: bool, names: Sequence[str] | None = None) -> None:
+        """Every name's status (or only `names`')."""
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in self._names:
+        for name in self._names if names is None else names:
             await self._servicer.set(name, status)
 
 

@@ -69,8 +69,19 @@ def serve_process(
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="robot-runtime-serve-") as tmp:
         ready = pathlib.Path(tmp) / "ready"
-        cmd = [sys.executable, "-m", "runtime.cli", "serve", "--checkpoint", str(checkpoint), "--port", "0",
-               "--ready-file", str(ready), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "serve",
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            *extra,
+        ]
         with open(log, "w") as sink:
             process = subprocess.Popen(
                 cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}

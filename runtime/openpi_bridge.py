@@ -346,6 +346,7 @@ class OpenpiBridge:
         except ConnectionClosed:
             pass
         finally:
+            session.finished = True  # openpi's protocol has no resume: the id is free at once
             self._batcher.forget(session.id)
             self._registry.close(session)
             self._stats.count("sessions_closed")

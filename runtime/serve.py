@@ -274,6 +274,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     from actor.engine import ChunkEngine, EngineConfig
     from runtime.batcher import ChunkBatcher
     from runtime.planner_link import PlannerLink
+    from runtime.planner_proxy import PLANNER_SERVICE, PlannerProxy
     from runtime.service import RobotRuntimeService
 
     model_dir = options.model.open()
@@ -322,10 +323,13 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         on_observation=link.notify,
         wait_for_subtask_ms=options.wait_for_subtask_ms,
     )
+    planner_channel = lambda: grpc_server.client_channel(planner_address, max_message_mb=options.max_message_mb)  # noqa: E731
+    planner_proxy = PlannerProxy(planner_channel, metadata=grpc_server.auth_metadata(options.security.token))
     server = grpc_server.make_server(options.security, options.max_message_mb)
-    health = grpc_server.Health(server, [pb.DESCRIPTOR.services_by_name["RobotRuntime"].full_name])
+    health = grpc_server.Health(server, [pb.DESCRIPTOR.services_by_name["RobotRuntime"].full_name, PLANNER_SERVICE])
     gate = _ReadyGate(service)
     grpc_server.add_service(server, gate, pb.DESCRIPTOR.services_by_name["RobotRuntime"])
+    grpc_server.add_service(server, planner_proxy, pb.DESCRIPTOR.services_by_name["Planner"])
     grpc_server.warn_if_exposed(options.address, options.security)
     port = grpc_server.bind(server, options.address, options.security)
     await server.start()
@@ -353,6 +357,9 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         if options.openpi_port is not None:
             bridge = await _start_openpi_bridge(options, registry, batcher, stats, metadata, link.notify)
         await health.set(True)
+        background.append(
+            asyncio.create_task(planner_proxy.follow_health(lambda serving: health.set(serving, [PLANNER_SERVICE])))
+        )
         log.info("runtime ready on port %d", port)
         if options.ready_file is not None:
             options.ready_file.write_text(f"{port}\n")
@@ -365,6 +372,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await planner_proxy.close()
         await batcher.stop()
         if supervisor is not None:
             supervisor.stop()

@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from actor.engine import ChunkRequest, Leftover
+from policy.errors import UserFacingError
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from policy.errors import UserFacingError
 from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
 
 DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
@@ -80,7 +80,9 @@ class SessionRegistry:
     """reasoning: the served checkpoint follows the reasoning protocol (`serve --reasoning`); clock: seconds
     (a test's fake clock) for the resume grace period."""
 
-    def __init__(self, settings: SessionSettings, *, reasoning: bool = False, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, settings: SessionSettings, *, reasoning: bool = False, clock: Callable[[], float] = time.monotonic
+    ):
         self.settings = settings
         self.reasoning = reasoning
         self._clock = clock
@@ -152,10 +154,14 @@ class SessionRegistry:
         if obs.session_id and obs.session_id != session.id:
             raise WireError("observation.session_id", f"{quoted(obs.session_id)} is not this stream's session")
         if obs.step <= session.last_step:
-            raise WireError("observation.step", f"must increase within a session: got {obs.step} after {session.last_step}")
+            raise WireError(
+                "observation.step", f"must increase within a session: got {obs.step} after {session.last_step}"
+            )
         task = _checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
         images = self.decode_images(obs) if images is None else images
-        state = float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
+        state = (
+            float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
+        )
         leftover = self._leftover(obs) if obs.HasField("rtc") else None
 
         if task != session.task:

@@ -44,7 +44,9 @@ def bounded(message: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 def tensor_to_numpy(tensor: pb.Tensor, field: str) -> np.ndarray:
     if tensor.dtype not in _TENSOR_DTYPES:
-        raise WireError(field, f"dtype {quoted(tensor.dtype)} is not supported; expected one of {sorted(_TENSOR_DTYPES)}")
+        raise WireError(
+            field, f"dtype {quoted(tensor.dtype)} is not supported; expected one of {sorted(_TENSOR_DTYPES)}"
+        )
     if len(tensor.shape) > MAX_TENSOR_RANK:
         raise WireError(field, f"shape has {len(tensor.shape)} dimensions, more than {MAX_TENSOR_RANK}")
     shape = tuple(int(d) for d in tensor.shape)

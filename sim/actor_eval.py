@@ -38,8 +38,10 @@ def first_actions(engine: ChunkEngine, frames: Sequence[Frame], batch: int) -> n
     """The first action of the actor's chunk for each frame, conditioned on the expert's subtask."""
     out = []
     for start in range(0, len(frames), batch):
-        requests = [ChunkRequest(f.cameras, f.instruction, f.label, f.state, seed=i) for i, f in
-                    enumerate(frames[start : start + batch], start)]
+        requests = [
+            ChunkRequest(f.cameras, f.instruction, f.label, f.state, seed=i)
+            for i, f in enumerate(frames[start : start + batch], start)
+        ]
         out += [r.actions[0] for r in engine.run(requests)]
     return np.stack(out)
 
@@ -59,8 +61,16 @@ def move_fit(predicted: np.ndarray, expert: np.ndarray) -> dict:
     }
 
 
-def evaluate(checkpoint: pathlib.Path, *, tasks: Sequence[str] = DEFAULT_TASKS, episodes: int = 4,
-             seeds: dict[str, int] | None = None, every: int = 3, batch: int = 16, progress: bool = False) -> dict:
+def evaluate(
+    checkpoint: pathlib.Path,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    episodes: int = 4,
+    seeds: dict[str, int] | None = None,
+    every: int = 3,
+    batch: int = 16,
+    progress: bool = False,
+) -> dict:
     model_dir = ModelDir.open(checkpoint)
     config = EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
     engine = ChunkEngine.from_model_dir(model_dir, config)
@@ -86,8 +96,10 @@ def report_lines(summary: dict) -> list[str]:
             if phase == "seed":
                 continue
             cosine = "-" if fit["cosine"] is None else f"{fit['cosine']:.3f}"
-            lines.append(f"{split:8s} {phase:11s} {fit['frames']:6d} {fit['position_error']:7.3f} "
-                         f"{fit['expert_step']:7.3f} {cosine:>7s}")
+            lines.append(
+                f"{split:8s} {phase:11s} {fit['frames']:6d} {fit['position_error']:7.3f} "
+                f"{fit['expert_step']:7.3f} {cosine:>7s}"
+            )
     return lines
 
 
@@ -103,9 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     try:
-        summary = evaluate(args.checkpoint, tasks=args.tasks, episodes=args.episodes,
-                           seeds={"train": args.train_seed, "heldout": args.heldout_seed}, every=args.every,
-                           batch=args.batch, progress=not args.no_progress)
+        summary = evaluate(
+            args.checkpoint,
+            tasks=args.tasks,
+            episodes=args.episodes,
+            seeds={"train": args.train_seed, "heldout": args.heldout_seed},
+            every=args.every,
+            batch=args.batch,
+            progress=not args.no_progress,
+        )
     except (UserFacingError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2

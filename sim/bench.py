@@ -33,8 +33,9 @@ def time_steps(task: str, image_size: int, cameras: Sequence[str], seeds: Sequen
     from sim.expert import ScriptedExpert
     from sim.tasks import make
 
-    env = make(task, seed=seeds[0], image_size=image_size, cameras=tuple(cameras) or ("agentview",),
-               render=bool(cameras))
+    env = make(
+        task, seed=seeds[0], image_size=image_size, cameras=tuple(cameras) or ("agentview",), render=bool(cameras)
+    )
     times = []
     try:
         for seed in seeds:
@@ -63,8 +64,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         for row in rows:
             print(json.dumps(dataclasses.asdict(row)))
         per_camera = (rows[2].median_ms - rows[0].median_ms) / 2
-        print(json.dumps({"image_size": size, "physics_ms_per_step": rows[0].median_ms,
-                          "render_ms_per_camera": round(per_camera, 2)}))
+        print(
+            json.dumps(
+                {
+                    "image_size": size,
+                    "physics_ms_per_step": rows[0].median_ms,
+                    "render_ms_per_camera": round(per_camera, 2),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sim.render import CameraRenderer, default_gl_backend
 
@@ -227,7 +228,7 @@ class TabletopEnv:
     def body_linvel(self, name: str) -> np.ndarray:
         bid = self._body_id(name)
         adr = self.model.jnt_dofadr[self.model.body_jntadr[bid]]
-        return self.data.qvel[adr:adr + 3].copy()
+        return self.data.qvel[adr : adr + 3].copy()
 
     def object_spec(self, name: str) -> sc.ObjectSpec:
         for o in self.layout.objects:
@@ -281,10 +282,12 @@ class TabletopEnv:
     def _index_model(self) -> None:
         m = self.model
         self._ee_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "ee")
-        self._arm_qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)]
-                                   for j in sc.ARM_JOINTS])
-        self._finger_qadr = np.array([m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)]
-                                      for j in sc.FINGER_JOINTS])
+        self._arm_qadr = np.array(
+            [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in sc.ARM_JOINTS]
+        )
+        self._finger_qadr = np.array(
+            [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in sc.FINGER_JOINTS]
+        )
         self._body_ids = {m.body(i).name: i for i in range(m.nbody)}
         self._left_body = self._body_ids["finger_left"]
         self._right_body = self._body_ids["finger_right"]

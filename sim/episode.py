@@ -73,8 +73,14 @@ class BuiltinSim:
         from sim.tasks import make
 
         if job.task not in self._envs:
-            self._envs[job.task] = make(job.task, seed=job.seed, image_size=self.image_size, render=self.render,
-                                        max_steps=self._max_steps, view_size=self.view_size)
+            self._envs[job.task] = make(
+                job.task,
+                seed=job.seed,
+                image_size=self.image_size,
+                render=self.render,
+                max_steps=self._max_steps,
+                view_size=self.view_size,
+            )
         from sim.expert import subtask_phrases
 
         self.env = self._envs[job.task]

@@ -87,8 +87,10 @@ def consistent_subtasks(env) -> set[str]:
                 phases.add(RELEASE)
         else:
             lifted = env.body_pos(obj)[2] > sc.OBJECT_KINDS[env.object_spec(obj).kind].half_height + 0.01
-            over = float(np.linalg.norm(env.ee_pos()[:2] - env.body_pos(con)[:2])) < sc.CONTAINER_KINDS[
-                env.container_spec(con).kind].inner
+            over = (
+                float(np.linalg.norm(env.ee_pos()[:2] - env.body_pos(con)[:2]))
+                < sc.CONTAINER_KINDS[env.container_spec(con).kind].inner
+            )
             phases = {GRASP, LIFT} if not lifted else ({TRANSPORT, RELEASE} if over else {LIFT, TRANSPORT})
         if done > 0:  # backing off from the object just placed
             prev_obj, prev_con = stages[done - 1]
@@ -106,9 +108,16 @@ def _nearest_equivalent(angle: float, period: float, ref: float) -> float:
 class ScriptedExpert:
     """Privileged expert for the placement tasks in :mod:`sim.tasks`."""
 
-    def __init__(self, max_speed: float = 0.3, descend_speed: float = 0.15, max_turn_speed: float = 2.0,
-                 grasp_seconds: float = 0.4, release_seconds: float = 0.3, turn_wrist: bool = False,
-                 first_grasp_offset: dict[int, np.ndarray] | None = None):
+    def __init__(
+        self,
+        max_speed: float = 0.3,
+        descend_speed: float = 0.15,
+        max_turn_speed: float = 2.0,
+        grasp_seconds: float = 0.4,
+        release_seconds: float = 0.3,
+        turn_wrist: bool = False,
+        first_grasp_offset: dict[int, np.ndarray] | None = None,
+    ):
         """turn_wrist: align the fingers with the object's yaw (the built-in tasks bound the yaw so that a
         straight hand always fits, and then no rotation action is needed).
         first_grasp_offset: {stage: xyz offset} added to the grasp point of the first attempt of that stage,
@@ -347,8 +356,7 @@ class ScriptedExpert:
         return np.clip(a, -1.0, 1.0)
 
 
-def run_episode(env, expert: ScriptedExpert | None = None, seed: int | None = None,
-                on_step=None) -> dict:
+def run_episode(env, expert: ScriptedExpert | None = None, seed: int | None = None, on_step=None) -> dict:
     """Roll one expert episode; returns {"success", "steps", "subtasks"} (``on_step(obs, action, subtask)``
     is called for every frame before the action is applied)."""
     expert = expert or ScriptedExpert()
@@ -380,10 +388,14 @@ def evaluate(task: str, seeds, **options) -> dict:
             env.close()
         results.append((s, r["success"], r["steps"]))
     n_ok = sum(ok for _, ok, _ in results)
-    return {"task": task, "episodes": len(results), "successes": n_ok,
-            "success_rate": n_ok / max(1, len(results)),
-            "failed_seeds": [s for s, ok, _ in results if not ok],
-            "mean_steps": float(np.mean([n for _, _, n in results])) if results else 0.0}
+    return {
+        "task": task,
+        "episodes": len(results),
+        "successes": n_ok,
+        "success_rate": n_ok / max(1, len(results)),
+        "failed_seeds": [s for s, ok, _ in results if not ok],
+        "mean_steps": float(np.mean([n for _, _, n in results])) if results else 0.0,
+    }
 
 
 def main(argv=None) -> None:

@@ -230,8 +230,9 @@ class LiberoSim:
         if task != self._task or job.seed != self._seed:
             self._open(task, job.seed)
         if not 0 <= job.episode < len(self._init_states):
-            raise LiberoError(f"{task.suite} task {task.task_id} has {len(self._init_states)} initial states, "
-                              f"not {job.episode + 1}")
+            raise LiberoError(
+                f"{task.suite} task {task.task_id} has {len(self._init_states)} initial states, not {job.episode + 1}"
+            )
         self._env.reset()
         raw = self._env.set_init_state(self._init_states[job.episode])
         for _ in range(SETTLE_STEPS):

@@ -16,9 +16,15 @@ __all__ = ["ServerStartError", "local_server"]
 
 
 @contextlib.contextmanager
-def local_server(checkpoint: str | os.PathLike, log: str | os.PathLike, *, tokenizer: str | None = None,
-                 token: str | None = None, timeout_s: float = READY_TIMEOUT_S,
-                 extra: Sequence[str] = ()) -> Iterator[str]:
+def local_server(
+    checkpoint: str | os.PathLike,
+    log: str | os.PathLike,
+    *,
+    tokenizer: str | None = None,
+    token: str | None = None,
+    timeout_s: float = READY_TIMEOUT_S,
+    extra: Sequence[str] = (),
+) -> Iterator[str]:
     """Yields the address of a ready runtime serving `checkpoint`; its output goes to `log`."""
     args = ["--action-dims", str(ACTION_DIMS), "--state-dims", str(STATE_DIMS)]
     if tokenizer:

@@ -43,9 +43,7 @@ from training.metrics import Progress
 PHASES = ("move to", "grasp", "lift", "move above", "release")
 OTHER_PHASE = "other"
 # Sim camera → model image key, as training reads the recorder's datasets.
-SIM_CAMERAS = {
-    key.removeprefix(video_key("")): model_key for key, model_key in LIBERO_CAMERAS
-}
+SIM_CAMERAS = {key.removeprefix(video_key("")): model_key for key, model_key in LIBERO_CAMERAS}
 DEFAULT_TASKS = ("pick_place", "two_stage")
 DEFAULT_SEED = 5000
 MISMATCH_EXAMPLES = 5
@@ -106,26 +104,30 @@ def collect_frames(
     return frames
 
 
-def _episode_frames(
-    env, task: str, seed: int, every: int, cameras: Mapping[str, str]
-) -> list[Frame]:
+def _episode_frames(env, task: str, seed: int, every: int, cameras: Mapping[str, str]) -> list[Frame]:
     frames = []
 
     def keep(obs: dict, action: np.ndarray, subtask: str) -> None:
         if env.step_count % every == 0:
             images = {cameras[c]: image for c, image in obs["images"].items()}
             frames.append(
-                Frame(task, seed, env.step_count, obs["task"], images, subtask, np.asarray(obs["state"]),
-                      np.asarray(action, np.float32))
+                Frame(
+                    task,
+                    seed,
+                    env.step_count,
+                    obs["task"],
+                    images,
+                    subtask,
+                    np.asarray(obs["state"]),
+                    np.asarray(action, np.float32),
+                )
             )
 
     run_episode(env, seed=seed, on_step=keep)
     return frames
 
 
-def plan_frames(
-    decoder, frames: Sequence[Frame], batch: int, *, progress: bool = False
-) -> Predictions:
+def plan_frames(decoder, frames: Sequence[Frame], batch: int, *, progress: bool = False) -> Predictions:
     """Greedy subtasks for `frames`, `batch` per decoder call; a call's wall time is shared by its frames."""
     bar = Progress(len(frames), label="frames", enabled=progress)
     texts, frame_ms, call_ms, unfinished = [], [], [], 0
@@ -154,18 +156,14 @@ def phase_of(subtask: str) -> str:
     return OTHER_PHASE
 
 
-def score(
-    predictions: Sequence[str], labels: Sequence[str], tasks: Sequence[str]
-) -> dict:
+def score(predictions: Sequence[str], labels: Sequence[str], tasks: Sequence[str]) -> dict:
     """Exact match overall, per task and per phase of the expected label, and the commonest mismatches.
 
     A label is compared as the planner learns to write it (`clean_instruction`, as training's target).
     phase_match counts predictions that open with the right verb, whatever object they name.
     """
     if not len(predictions) == len(labels) == len(tasks):
-        raise ValueError(
-            f"{len(predictions)} predictions, {len(labels)} labels and {len(tasks)} tasks"
-        )
+        raise ValueError(f"{len(predictions)} predictions, {len(labels)} labels and {len(tasks)} tasks")
     if not labels:
         raise ValueError("no frames to score")
     expected = [clean_instruction(label) for label in labels]
@@ -187,13 +185,9 @@ def score(
         return {key: rate(rows[key]) for key in order if key in rows}
 
     mismatches = collections.Counter(
-        (want, got)
-        for got, want, hit in zip(predictions, expected, hits, strict=True)
-        if not hit
+        (want, got) for got, want, hit in zip(predictions, expected, hits, strict=True) if not hit
     )
-    phase_hits = sum(
-        phase_of(got) == phase for got, phase in zip(predictions, phases, strict=True)
-    )
+    phase_hits = sum(phase_of(got) == phase for got, phase in zip(predictions, phases, strict=True))
     return {
         **rate(list(range(len(labels)))),
         "phase_match": phase_hits / len(labels),
@@ -215,9 +209,7 @@ def load_decoder(
 ) -> tuple[ModelDir, SubtaskDecoder]:
     """(ModelDir, SubtaskDecoder) as `robot-runtime plan` builds them, with one batch bucket of `batch`."""
     if config_name is not None and config_name not in NAMED_CONFIGS:
-        raise PlannerEvalError(
-            f"unknown --config {config_name!r}; expected one of {sorted(NAMED_CONFIGS)}"
-        )
+        raise PlannerEvalError(f"unknown --config {config_name!r}; expected one of {sorted(NAMED_CONFIGS)}")
     model_dir = ModelDir.open(checkpoint, config_name=config_name, tokenizer=tokenizer)
     decoder = SubtaskDecoder(
         model_dir.load_model(),
@@ -250,9 +242,7 @@ def evaluate(
     """
     unknown = [t for t in tasks if t not in list_tasks()]
     if unknown:
-        raise PlannerEvalError(
-            f"unknown task {unknown[0]!r}; expected some of {list_tasks()}"
-        )
+        raise PlannerEvalError(f"unknown task {unknown[0]!r}; expected some of {list_tasks()}")
     for flag, value in (
         ("--episodes", episodes),
         ("--every", every),
@@ -261,15 +251,11 @@ def evaluate(
         if value < 1:
             raise PlannerEvalError(f"{flag} must be at least 1, got {value}")
     started = time.perf_counter()
-    model_dir, decoder = load_decoder(
-        checkpoint, tokenizer, config_name, batch, max_new_tokens
-    )
+    model_dir, decoder = load_decoder(checkpoint, tokenizer, config_name, batch, max_new_tokens)
     keys = model_dir.config.image_keys
     cameras = {c: key for c, key in SIM_CAMERAS.items() if key in keys}
     if not cameras:
-        raise PlannerEvalError(
-            f"the model reads {list(keys)}, none of the sim's {list(SIM_CAMERAS.values())}"
-        )
+        raise PlannerEvalError(f"the model reads {list(keys)}, none of the sim's {list(SIM_CAMERAS.values())}")
     image_size = model_dir.config.vision.image_size
     decoder.warm_up()
     frames = collect_frames(
@@ -329,25 +315,16 @@ def report_lines(summary: dict) -> list[str]:
     ]
     lines += [f"  {task:<12} {ratio(row)}" for task, row in summary["per_task"].items()]
     lines.append("per phase of the expected label:")
-    lines += [
-        f"  {phase:<12} {ratio(row)}" for phase, row in summary["per_phase"].items()
-    ]
+    lines += [f"  {phase:<12} {ratio(row)}" for phase, row in summary["per_phase"].items()]
     lines.append(f"phase match (right verb, any object): {summary['phase_match']:.3f}")
     if summary["unfinished"]:
         lines.append(f"{summary['unfinished']} decodes hit --max-tokens before EOS")
     if summary["mismatches"]:
         lines.append("commonest mismatches (expected -> got):")
-        lines += [
-            f"  {m['count']:>4} x  {m['expected']!r} -> {m['got']!r}"
-            for m in summary["mismatches"]
-        ]
+        lines += [f"  {m['count']:>4} x  {m['expected']!r} -> {m['got']!r}" for m in summary["mismatches"]]
     latency = summary["latency_ms"]
     per_frame, per_call = latency["per_frame"], latency["per_call"]
-    how = (
-        f"batched, {latency['batch']} frames per call"
-        if latency["batched"]
-        else "unbatched"
-    )
+    how = f"batched, {latency['batch']} frames per call" if latency["batched"] else "unbatched"
     lines.append(
         f"planner latency per frame: p50 {per_frame['p50']:.1f} ms, p99 {per_frame['p99']:.1f} ms ({how}; "
         f"per call p50 {per_call['p50']:.1f} ms, p99 {per_call['p99']:.1f} ms)"
@@ -356,27 +333,17 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sim.planner_eval", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--checkpoint", required=True, type=pathlib.Path, help="model directory"
-    )
+    parser = argparse.ArgumentParser(prog="python -m sim.planner_eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=pathlib.Path, help="model directory")
     parser.add_argument(
         "--tokenizer",
         type=pathlib.Path,
         help="SentencePiece model (default: the checkpoint's)",
     )
-    parser.add_argument(
-        "--config", help="model config name, for checkpoints without model_config.json"
-    )
-    parser.add_argument(
-        "--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK"
-    )
+    parser.add_argument("--config", help="model config name, for checkpoints without model_config.json")
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task")
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="episode k uses seed SEED + k"
-    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="episode k uses seed SEED + k")
     parser.add_argument("--every", type=int, default=1, help="keep every N-th frame")
     parser.add_argument("--batch", type=int, default=16, help="frames per decoder call")
     parser.add_argument(
@@ -391,9 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="OUT",
         help="also write the summary and every frame",
     )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar on stderr"
-    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     try:
         summary, rows = evaluate(
@@ -415,9 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({**summary, "frames_detail": rows}, indent=1) + "\n"
-        )
+        args.json.write_text(json.dumps({**summary, "frames_detail": rows}, indent=1) + "\n")
         print(f"per-frame results: {args.json}")
     print(json.dumps(summary))
     return 0

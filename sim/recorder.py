@@ -40,8 +40,8 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -83,8 +83,13 @@ def build_features(image_size: tuple[int, int], cameras: Sequence[str], fps: flo
         }
     feats["observation.state"] = {"dtype": "float32", "shape": [8], "names": STATE_NAMES}
     feats["action"] = {"dtype": "float32", "shape": [7], "names": ACTION_NAMES}
-    for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
-                       ("index", "int64"), ("task_index", "int64")):
+    for key, dtype in (
+        ("timestamp", "float32"),
+        ("frame_index", "int64"),
+        ("episode_index", "int64"),
+        ("index", "int64"),
+        ("task_index", "int64"),
+    ):
         feats[key] = {"dtype": dtype, "shape": [1], "names": None}
     feats["subtask"] = {"dtype": "string", "shape": [1], "names": None}
     return feats
@@ -97,18 +102,29 @@ def _vector_stats(x: np.ndarray) -> dict:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
-    return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
-            "std": x.std(0).tolist(), "count": [int(len(x))]}
+    return {
+        "min": x.min(0).tolist(),
+        "max": x.max(0).tolist(),
+        "mean": x.mean(0).tolist(),
+        "std": x.std(0).tolist(),
+        "count": [int(len(x))],
+    }
 
 
 def _image_stats(frames: list[np.ndarray]) -> dict:
     """Per-channel stats of uint8 HxWx3 frames scaled to [0, 1], shaped (3, 1, 1) like LeRobot's."""
     x = np.stack(frames).astype(np.float64) / 255.0  # N, H, W, 3
+
     def per_channel(v):
         return [[[float(c)]] for c in v]
-    return {"min": per_channel(x.min((0, 1, 2))), "max": per_channel(x.max((0, 1, 2))),
-            "mean": per_channel(x.mean((0, 1, 2))), "std": per_channel(x.std((0, 1, 2))),
-            "count": [len(frames)]}
+
+    return {
+        "min": per_channel(x.min((0, 1, 2))),
+        "max": per_channel(x.max((0, 1, 2))),
+        "mean": per_channel(x.mean((0, 1, 2))),
+        "std": per_channel(x.std((0, 1, 2))),
+        "count": [len(frames)],
+    }
 
 
 # ----------------------------------------------------------------------------------- one episode
@@ -117,8 +133,16 @@ def _image_stats(frames: list[np.ndarray]) -> dict:
 class _EpisodeWorker:
     """Rolls expert episodes with one env per task, streaming frames to mp4 in a scratch folder."""
 
-    def __init__(self, scratch: str, image_size, cameras, control_hz: float, task_options: dict,
-                 action_noise: float = 0.0, mistakes: float = 0.0):
+    def __init__(
+        self,
+        scratch: str,
+        image_size,
+        cameras,
+        control_hz: float,
+        task_options: dict,
+        action_noise: float = 0.0,
+        mistakes: float = 0.0,
+    ):
         self.scratch = scratch
         self.action_noise = action_noise
         self.mistakes = mistakes
@@ -132,8 +156,14 @@ class _EpisodeWorker:
         from sim.tasks import make
 
         if task_name not in self._envs:
-            self._envs[task_name] = make(task_name, seed=0, image_size=self.image_size, cameras=self.cameras,
-                                         control_hz=self.control_hz, **self.task_options)
+            self._envs[task_name] = make(
+                task_name,
+                seed=0,
+                image_size=self.image_size,
+                cameras=self.cameras,
+                control_hz=self.control_hz,
+                **self.task_options,
+            )
         return self._envs[task_name]
 
     def run(self, attempt: int, task_name: str, seed: int) -> dict:
@@ -181,8 +211,14 @@ class _EpisodeWorker:
             for wr in writers.values():
                 wr.release()
         ok = bool(info["success"])
-        result = {"attempt": attempt, "task_name": task_name, "seed": seed, "success": ok,
-                  "length": len(states), "instruction": env.instruction}
+        result = {
+            "attempt": attempt,
+            "task_name": task_name,
+            "seed": seed,
+            "success": ok,
+            "length": len(states),
+            "instruction": env.instruction,
+        }
         if not ok:
             for p in paths.values():
                 if os.path.exists(p):
@@ -251,8 +287,10 @@ class _Progress:
         rate = done / el if el > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} episodes, "
-                         f"{failed} failed, {frames} frames, {el:5.0f}s elapsed, eta {eta_s}")
+        sys.stderr.write(
+            f"\r[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} episodes, "
+            f"{failed} failed, {frames} frames, {el:5.0f}s elapsed, eta {eta_s}"
+        )
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -264,23 +302,24 @@ class _Progress:
 # ------------------------------------------------------------------------------------------ record
 
 
-def _write_parquet(path: Path, r: dict, episode_index: int, global_start: int, task_index: int,
-                   fps: float) -> None:
+def _write_parquet(path: Path, r: dict, episode_index: int, global_start: int, task_index: int, fps: float) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     n = r["length"]
     frame = np.arange(n, dtype=np.int64)
-    table = pa.table({
-        "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(r["state"].reshape(-1)), 8),
-        "action": pa.FixedSizeListArray.from_arrays(pa.array(r["action"].reshape(-1)), 7),
-        "timestamp": pa.array((frame / fps).astype(np.float32)),
-        "frame_index": pa.array(frame),
-        "episode_index": pa.array(np.full(n, episode_index, dtype=np.int64)),
-        "index": pa.array(global_start + frame),
-        "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
-        "subtask": pa.array(r["subtask"], type=pa.string()),
-    })
+    table = pa.table(
+        {
+            "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(r["state"].reshape(-1)), 8),
+            "action": pa.FixedSizeListArray.from_arrays(pa.array(r["action"].reshape(-1)), 7),
+            "timestamp": pa.array((frame / fps).astype(np.float32)),
+            "frame_index": pa.array(frame),
+            "episode_index": pa.array(np.full(n, episode_index, dtype=np.int64)),
+            "index": pa.array(global_start + frame),
+            "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
+            "subtask": pa.array(r["subtask"], type=pa.string()),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
@@ -323,8 +362,9 @@ def record(
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
 
     ``same_scene`` records every attempt on the scene of ``seed`` (the perturbations still differ): the
-    one-scene data of the learnability gate. Returns a summary: {"out_dir", "episodes", "frames", "failed", "failed_seeds", "attempts",
-    "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default 2 * episodes + 10) runs out.
+    one-scene data of the learnability gate. Returns a summary: {"out_dir", "episodes", "frames", "failed",
+    "failed_seeds", "attempts", "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default
+    2 * episodes + 10) runs out.
     """
     from sim.tasks import TASKS
 
@@ -381,10 +421,18 @@ def record(
             n_frames = _video_frame_count(str(dst))
             if n_frames != r["length"]:
                 raise RuntimeError(f"{dst}: video reads back {n_frames} frames, expected {r['length']}")
-        _write_parquet(out / DATA_PATH.format(episode_chunk=chunk, episode_index=ep), r, ep, total_frames,
-                       task_index[instr], fps)
-        episodes_rows.append({"episode_index": ep, "tasks": [instr], "length": r["length"],
-                              "task_name": r["task_name"], "seed": r["seed"]})
+        _write_parquet(
+            out / DATA_PATH.format(episode_chunk=chunk, episode_index=ep), r, ep, total_frames, task_index[instr], fps
+        )
+        episodes_rows.append(
+            {
+                "episode_index": ep,
+                "tasks": [instr],
+                "length": r["length"],
+                "task_name": r["task_name"],
+                "seed": r["seed"],
+            }
+        )
         n = r["length"]
         frame = np.arange(n)
         st = {
@@ -421,16 +469,18 @@ def record(
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = mp.get_context("spawn")  # GL contexts do not survive fork
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                     initargs=(scratch, image_size, cameras, control_hz, task_options,
-                                               action_noise, mistakes)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_pool_init,
+                initargs=(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes),
+            ) as pool:
                 pending: deque = deque()
                 submitted = 0
                 while len(kept) < episodes:
                     # keep a window of attempts in flight; results are consumed in attempt order
                     need = episodes - len(kept)
-                    while (len(pending) < 2 * workers and submitted < max_attempts
-                           and len(pending) < need + workers):
+                    while len(pending) < 2 * workers and submitted < max_attempts and len(pending) < need + workers:
                         pending.append(pool.submit(_pool_run, *job(submitted)))
                         submitted += 1
                     if not pending:
@@ -446,8 +496,9 @@ def record(
         shutil.rmtree(scratch, ignore_errors=True)
 
     if len(kept) < episodes:
-        raise RuntimeError(f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts "
-                           f"(failed: {failed_seeds})")
+        raise RuntimeError(
+            f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts (failed: {failed_seeds})"
+        )
 
     n_eps = len(kept)
     info = {
@@ -470,8 +521,10 @@ def record(
     with open(out / "meta" / "info.json", "w") as f:
         json.dump(info, f, indent=4)
     _write_jsonl(out / "meta" / "episodes.jsonl", episodes_rows)
-    _write_jsonl(out / "meta" / "tasks.jsonl",
-                 [{"task_index": i, "task": t} for t, i in sorted(task_index.items(), key=lambda kv: kv[1])])
+    _write_jsonl(
+        out / "meta" / "tasks.jsonl",
+        [{"task_index": i, "task": t} for t, i in sorted(task_index.items(), key=lambda kv: kv[1])],
+    )
     _write_jsonl(out / "meta" / "episodes_stats.jsonl", stats_rows)
 
     return {
@@ -500,9 +553,17 @@ def main(argv=None) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    summary = record(args.task, args.episodes, args.out, seed=args.seed, workers=args.workers,
-                     image_size=args.image_size, control_hz=args.control_hz, overwrite=args.overwrite,
-                     progress=not args.no_progress)
+    summary = record(
+        args.task,
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        workers=args.workers,
+        image_size=args.image_size,
+        control_hz=args.control_hz,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     print(json.dumps(summary))
 
 

@@ -72,8 +72,9 @@ class CameraRenderer:
             raise RuntimeError("bind a model first")
         self._gl.make_current()
         self._cam.fixedcamid = self.camera_id(camera)
-        mujoco.mjv_updateScene(self._model, data, self._opt, self._pert, self._cam,
-                               mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+        mujoco.mjv_updateScene(
+            self._model, data, self._opt, self._pert, self._cam, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+        )
         mujoco.mjr_render(self._rect, self._scene, self._con)
         buf = np.empty((self.height, self.width, 3), dtype=np.uint8)
         mujoco.mjr_readPixels(buf, None, self._rect, self._con)

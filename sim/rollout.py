@@ -245,11 +245,15 @@ def check_runtime(spec: PolicySpec) -> tuple[str, ...]:
     finally:
         client.close()
     if meta.action_dims != ACTION_DIMS:
-        raise RolloutError(f"runtime at {spec.address} sends {meta.action_dims}-D actions; the sim steps "
-                           f"{ACTION_DIMS}-D ones (serve with --action-dims {ACTION_DIMS})")
+        raise RolloutError(
+            f"runtime at {spec.address} sends {meta.action_dims}-D actions; the sim steps "
+            f"{ACTION_DIMS}-D ones (serve with --action-dims {ACTION_DIMS})"
+        )
     if meta.state_dims != STATE_DIMS:
-        raise RolloutError(f"runtime at {spec.address} expects a {meta.state_dims}-D state; the sim has "
-                           f"{STATE_DIMS}-D (serve with --state-dims {STATE_DIMS})")
+        raise RolloutError(
+            f"runtime at {spec.address} expects a {meta.state_dims}-D state; the sim has "
+            f"{STATE_DIMS}-D (serve with --state-dims {STATE_DIMS})"
+        )
     unknown = [c for c in meta.cameras if c not in ("agentview", "wrist")]
     if unknown:
         raise RolloutError(f"runtime at {spec.address} wants camera {unknown[0]!r}; the sim has agentview, wrist")
@@ -275,8 +279,13 @@ class RemotePolicy:
         from runtime.action_queue import ActionQueue
         from runtime.client import RobotClient, RuntimeClientError
 
-        self._client = RobotClient(self.spec.address, obs.instruction, session_id=f"{self.run_id}-{job.index}",
-                                   token=self.spec.token, timeout_s=self.spec.timeout_s)
+        self._client = RobotClient(
+            self.spec.address,
+            obs.instruction,
+            session_id=f"{self.run_id}-{job.index}",
+            token=self.spec.token,
+            timeout_s=self.spec.timeout_s,
+        )
         try:
             meta = self._client.connect()
         except RuntimeClientError as err:
@@ -344,8 +353,16 @@ def video_panels(obs: Observation) -> list[np.ndarray]:
     return [*views, column]
 
 
-def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Callable[[Event], None],
-                video_dir: pathlib.Path | None = None, libero: bool = False) -> EpisodeResult:
+def run_episode(
+    job: Job,
+    sim: Sim,
+    policy: Policy,
+    *,
+    worker: int = 0,
+    emit: Callable[[Event], None],
+    video_dir: pathlib.Path | None = None,
+    libero: bool = False,
+) -> EpisodeResult:
     """Steps one episode until success or the step budget; sim errors end it as a failure, policy and
     transport errors (RolloutError) end the run."""
     from sim.video import CaptionedVideo
@@ -389,10 +406,19 @@ def run_episode(job: Job, sim: Sim, policy: Policy, *, worker: int = 0, emit: Ca
         os.replace(video.path, final)
         saved = str(final.relative_to(video_dir.parent))
     return EpisodeResult(
-        job=job, instruction=obs.instruction, success=success, steps=steps, subtasks=tuple(marks),
-        policy_ms=trace.policy_ms, server_ms=trace.server_ms, env_ms=tuple(env_ms),
-        planner_updates=trace.planner_updates, video=saved, error=error,
-        wall_s=time.perf_counter() - started, worker=worker,
+        job=job,
+        instruction=obs.instruction,
+        success=success,
+        steps=steps,
+        subtasks=tuple(marks),
+        policy_ms=trace.policy_ms,
+        server_ms=trace.server_ms,
+        env_ms=tuple(env_ms),
+        planner_updates=trace.planner_updates,
+        video=saved,
+        error=error,
+        wall_s=time.perf_counter() - started,
+        worker=worker,
         referee=referee if referee is not None and referee.steps else None,
     )
 
@@ -404,8 +430,9 @@ def _make_sim(config: RolloutConfig, libero_tasks: Sequence) -> Sim:
     if config.selection.kind == "libero":
         from sim.libero import LiberoSim
 
-        return LiberoSim(libero_tasks, image_size=config.image_size, max_steps=config.max_steps,
-                         prompt=config.libero_prompt)
+        return LiberoSim(
+            libero_tasks, image_size=config.image_size, max_steps=config.max_steps, prompt=config.libero_prompt
+        )
     render = config.policy.kind == "remote" or config.video
     view_size = max(VIDEO_VIEW_SIZE, config.image_size) if config.video else 0
     return BuiltinSim(config.image_size, render, config.max_steps, view_size=view_size)
@@ -417,15 +444,32 @@ def _make_policy(config: RolloutConfig, sim: Sim, run_id: str) -> Policy:
     return RemotePolicy(config.policy, effective_replan_steps(config), run_id)
 
 
-def run_worker(worker: int, config: RolloutConfig, libero_tasks: Sequence, jobs: Iterable[Job],
-               emit: Callable[[Event], None], run_id: str) -> None:
+def run_worker(
+    worker: int,
+    config: RolloutConfig,
+    libero_tasks: Sequence,
+    jobs: Iterable[Job],
+    emit: Callable[[Event], None],
+    run_id: str,
+) -> None:
     sim = _make_sim(config, libero_tasks)
     policy = _make_policy(config, sim, run_id)
     video_dir = config.out_dir / "videos" if config.video else None
     try:
         for job in jobs:
-            emit(EpisodeDone(run_episode(job, sim, policy, worker=worker, emit=emit, video_dir=video_dir,
-                                         libero=config.selection.kind == "libero")))
+            emit(
+                EpisodeDone(
+                    run_episode(
+                        job,
+                        sim,
+                        policy,
+                        worker=worker,
+                        emit=emit,
+                        video_dir=video_dir,
+                        libero=config.selection.kind == "libero",
+                    )
+                )
+            )
     finally:
         policy.close()
         sim.close()
@@ -448,8 +492,9 @@ def _worker_main(worker: int, config: RolloutConfig, libero_tasks: Sequence, job
         events.put(WorkerExited(worker))
 
 
-def _run_pool(config: RolloutConfig, libero_tasks: Sequence, jobs: Sequence[Job], handle: Callable[[Event], None],
-              run_id: str) -> None:
+def _run_pool(
+    config: RolloutConfig, libero_tasks: Sequence, jobs: Sequence[Job], handle: Callable[[Event], None], run_id: str
+) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -460,8 +505,12 @@ def _run_pool(config: RolloutConfig, libero_tasks: Sequence, jobs: Sequence[Job]
     for _ in range(workers):
         job_queue.put(None)
     processes = [
-        ctx.Process(target=_worker_main, args=(w, config, libero_tasks, job_queue, events, run_id),
-                    name=f"rollout-worker-{w}", daemon=True)
+        ctx.Process(
+            target=_worker_main,
+            args=(w, config, libero_tasks, job_queue, events, run_id),
+            name=f"rollout-worker-{w}",
+            daemon=True,
+        )
         for w in range(workers)
     ]
     for process in processes:
@@ -515,8 +564,11 @@ def plan_jobs(config: RolloutConfig) -> tuple[list[Job], list]:
     selection = config.selection
     if selection.kind == "builtin":
         seed = effective_seed(config)
-        jobs = [(task, k, seed if config.same_scene else seed + k, -1)
-                for task in selection.tasks for k in range(config.episodes)]
+        jobs = [
+            (task, k, seed if config.same_scene else seed + k, -1)
+            for task in selection.tasks
+            for k in range(config.episodes)
+        ]
         return [Job(i, *job) for i, job in enumerate(jobs)], []
     from sim.libero import LiberoError, load_tasks
 
@@ -528,8 +580,10 @@ def plan_jobs(config: RolloutConfig) -> tuple[list[Job], list]:
         raise RolloutError(str(err)) from None
     short = [t for t in tasks if t.trials < config.episodes]
     if short:
-        raise RolloutError(f"{selection.suite} task {short[0].task_id} has {short[0].trials} initial states; "
-                           f"--episodes {config.episodes} is too many")
+        raise RolloutError(
+            f"{selection.suite} task {short[0].task_id} has {short[0].trials} initial states; "
+            f"--episodes {config.episodes} is too many"
+        )
     seed = effective_seed(config)
     jobs = [(t.name, k, seed, t.task_id) for t in tasks for k in range(config.episodes)]
     return [Job(i, *job) for i, job in enumerate(jobs)], tasks
@@ -540,8 +594,14 @@ def latency_summary(values: Sequence[float]) -> dict:
     if not x.size:
         return {"count": 0}
     p50, p90, p99 = np.percentile(x, (50, 90, 99))
-    return {"count": int(x.size), "mean": round(float(x.mean()), 3), "p50": round(float(p50), 3),
-            "p90": round(float(p90), 3), "p99": round(float(p99), 3), "max": round(float(x.max()), 3)}
+    return {
+        "count": int(x.size),
+        "mean": round(float(x.mean()), 3),
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(x.max()), 3),
+    }
 
 
 def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: float) -> dict:
@@ -595,8 +655,10 @@ def format_table(results: dict) -> list[str]:
     width = max([len("task"), *(len(t) for t in per_task)]) if per_task else 4
     lines = [f"{'task':<{width}}  {'episodes':>8}  {'success':>7}  {'rate':>6}  {'mean steps':>10}"]
     for task, row in per_task.items():
-        lines.append(f"{task:<{width}}  {row['episodes']:>8}  {row['successes']:>7}  "
-                     f"{row['success_rate']:>6.3f}  {row['mean_steps']:>10.1f}")
+        lines.append(
+            f"{task:<{width}}  {row['episodes']:>8}  {row['successes']:>7}  "
+            f"{row['success_rate']:>6.3f}  {row['mean_steps']:>10.1f}"
+        )
     total = len(results["episodes"])
     ok = sum(e["success"] for e in results["episodes"])
     lines.append(f"{'all':<{width}}  {total:>8}  {ok:>7}  {results['success_rate']:>6.3f}")
@@ -608,16 +670,25 @@ def format_table(results: dict) -> list[str]:
         lines.append(f"env step: p50 {env['p50']:.1f} ms, p99 {env['p99']:.1f} ms")
     planner = results.get("planner_closed_loop")
     if planner:
-        lines.append(f"closed-loop subtasks: {planner['subtask_fit']:.3f} fit the world's state, "
-                     f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps")
+        lines.append(
+            f"closed-loop subtasks: {planner['subtask_fit']:.3f} fit the world's state, "
+            f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps"
+        )
     return lines
 
 
 class Reporter:
     """Prints subtask changes and finished episodes as they happen, under a progress line on a terminal."""
 
-    def __init__(self, total: int, *, quiet: bool = False, progress: bool = True, out: TextIO | None = None,
-                 err: TextIO | None = None):
+    def __init__(
+        self,
+        total: int,
+        *,
+        quiet: bool = False,
+        progress: bool = True,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+    ):
         self.total = total
         self.quiet = quiet
         self.out = out or sys.stdout
@@ -655,8 +726,9 @@ class Reporter:
         ok = sum(r.success for r in self.results)
         fill = int(round(width * done / max(1, self.total)))
         elapsed = time.monotonic() - self.started
-        self.err.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} episodes, {ok} successes, "
-                       f"{elapsed:.0f} s")
+        self.err.write(
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} episodes, {ok} successes, {elapsed:.0f} s"
+        )
         self.err.flush()
 
 

@@ -153,8 +153,17 @@ def lookat_xyaxes(pos, target, up=(0.0, 0.0, 1.0)) -> str:
     return _f((*x, *y))
 
 
-def _ring_walls(prefix: str, radius: float, z0: float, height: float, thickness: float,
-                tilt: float, segments: int, material: str, mass_each: float) -> list[str]:
+def _ring_walls(
+    prefix: str,
+    radius: float,
+    z0: float,
+    height: float,
+    thickness: float,
+    tilt: float,
+    segments: int,
+    material: str,
+    mass_each: float,
+) -> list[str]:
     """Walls of a round container: ``segments`` boxes around a circle, tilted outward by ``tilt``."""
     out = []
     r_top = radius + thickness + height * math.sin(tilt)
@@ -182,8 +191,9 @@ def _container_geoms(spec: ContainerSpec) -> list[str]:
             f'<geom name="{n}_floor" type="cylinder" size="{_f((kind.inner + 0.004, floor_t / 2))}" '
             f'pos="0 0 {floor_t / 2:.6g}" material="{mat}" mass="0.12" class="container"/>'
         ]
-        geoms += _ring_walls(n, kind.inner, 0.0, (kind.rim - 0.0) / math.cos(0.45), 0.006, 0.45, 14, mat,
-                             (kind.mass - 0.12) / 14)
+        geoms += _ring_walls(
+            n, kind.inner, 0.0, (kind.rim - 0.0) / math.cos(0.45), 0.006, 0.45, 14, mat, (kind.mass - 0.12) / 14
+        )
         return geoms
     if spec.kind == "plate":
         floor_t = kind.floor
@@ -191,8 +201,9 @@ def _container_geoms(spec: ContainerSpec) -> list[str]:
             f'<geom name="{n}_floor" type="cylinder" size="{_f((kind.inner + 0.004, floor_t / 2))}" '
             f'pos="0 0 {floor_t / 2:.6g}" material="{mat}" mass="0.2" class="container"/>'
         ]
-        geoms += _ring_walls(n, kind.inner, 0.0, (kind.rim - 0.0) / math.cos(1.0), 0.005, 1.0, 18, mat,
-                             (kind.mass - 0.2) / 18)
+        geoms += _ring_walls(
+            n, kind.inner, 0.0, (kind.rim - 0.0) / math.cos(1.0), 0.005, 1.0, 18, mat, (kind.mass - 0.2) / 18
+        )
         return geoms
     if spec.kind == "box":
         t = 0.006
@@ -223,11 +234,15 @@ def _object_geom(spec: ObjectSpec) -> str:
     mat = f"mat_{spec.name}"
     if spec.kind == "cube":
         s = kind.half_width
-        return (f'<geom name="{spec.name}_geom" type="box" size="{_f((s, s, s))}" material="{mat}" '
-                f'mass="{kind.mass}" class="object"/>')
+        return (
+            f'<geom name="{spec.name}_geom" type="box" size="{_f((s, s, s))}" material="{mat}" '
+            f'mass="{kind.mass}" class="object"/>'
+        )
     if spec.kind == "cylinder":
-        return (f'<geom name="{spec.name}_geom" type="cylinder" size="{_f((kind.half_width, kind.half_height))}" '
-                f'material="{mat}" mass="{kind.mass}" class="object"/>')
+        return (
+            f'<geom name="{spec.name}_geom" type="cylinder" size="{_f((kind.half_width, kind.half_height))}" '
+            f'material="{mat}" mass="{kind.mass}" class="object"/>'
+        )
     raise ValueError(f"unknown object kind {spec.kind!r}")
 
 
@@ -245,8 +260,13 @@ WRIST_CAM_TARGET = (0.03, 0.0, -0.12)
 WRIST_FOVY = 80
 
 
-def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timestep: float = 0.002,
-               shadows: bool = False, view_size: int = 0) -> str:
+def build_mjcf(
+    layout: Layout,
+    image_size: tuple[int, int] = (224, 224),
+    timestep: float = 0.002,
+    shadows: bool = False,
+    view_size: int = 0,
+) -> str:
     """Return the MJCF XML string for ``layout`` (the offscreen buffer fits the images and the viewing renders)."""
     h, w = image_size
     offw, offh = max(w, view_size, 64), max(h, view_size, 64)
@@ -351,8 +371,8 @@ def build_mjcf(layout: Layout, image_size: tuple[int, int] = (224, 224), timeste
                       mass="0.1"/>
                 <geom name="wrist_mount" type="box" size="0.025 0.01 0.006" pos="0.035 0 {PALM_Z + 0.038}"
                       material="mat_dark" class="visual"/>
-                <geom name="wrist_cam_body" type="box" size="0.012 0.018 0.012" pos="{_f(WRIST_CAM_POS[:2])} {WRIST_CAM_POS[2] + 0.014}"
-                      material="mat_dark" class="visual"/>
+                <geom name="wrist_cam_body" type="box" size="0.012 0.018 0.012"
+                      pos="{_f(WRIST_CAM_POS[:2])} {WRIST_CAM_POS[2] + 0.014}" material="mat_dark" class="visual"/>
                 <camera name="wrist" pos="{_f(WRIST_CAM_POS)}" xyaxes="{wrist_xyaxes}" fovy="{WRIST_FOVY}"/>
                 <body name="finger_left" gravcomp="1">
                   <joint name="finger_left" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}" damping="80"

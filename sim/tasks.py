@@ -13,8 +13,8 @@ Both scatter distractor objects (and sometimes a distractor container) over the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -70,8 +70,13 @@ class PlacementTask:
     max_seconds = 25.0
     distractor_range = (1, 2)
 
-    def __init__(self, distractors: int | None = None, distractor_container: float = 0.3,
-                 object_kinds: tuple[str, ...] | None = None, container_kinds: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        distractors: int | None = None,
+        distractor_container: float = 0.3,
+        object_kinds: tuple[str, ...] | None = None,
+        container_kinds: tuple[str, ...] | None = None,
+    ):
         self.distractors = distractors
         self.distractor_container = float(distractor_container)
         self.object_kinds = tuple(object_kinds or sc.OBJECT_KINDS)
@@ -124,8 +129,12 @@ class PlacementTask:
 
         def draw(radius, what, margin=0.0):
             for _ in range(60):
-                xy = np.array([rng.uniform(PLACE_X[0] + margin, PLACE_X[1] - margin),
-                               rng.uniform(PLACE_Y[0] + margin, PLACE_Y[1] - margin)])
+                xy = np.array(
+                    [
+                        rng.uniform(PLACE_X[0] + margin, PLACE_X[1] - margin),
+                        rng.uniform(PLACE_Y[0] + margin, PLACE_Y[1] - margin),
+                    ]
+                )
                 if free(xy, radius, what):
                     placed_xy.append((xy, radius, what))
                     return xy
@@ -137,16 +146,26 @@ class PlacementTask:
             xy = draw(ck.radius, "con", margin=0.05)
             if xy is None:
                 return None
-            containers.append(sc.ContainerSpec(f"con{i}", kind, color, (float(xy[0]), float(xy[1])),
-                                               float(rng.uniform(-math.pi, math.pi))))
+            containers.append(
+                sc.ContainerSpec(
+                    f"con{i}", kind, color, (float(xy[0]), float(xy[1])), float(rng.uniform(-math.pi, math.pi))
+                )
+            )
         objects = []
         for i, (color, kind) in enumerate(objects_ck):
             ok = sc.OBJECT_KINDS[kind]
             xy = draw(ok.radius, "obj")
             if xy is None:
                 return None
-            objects.append(sc.ObjectSpec(f"obj{i}", kind, color, (float(xy[0]), float(xy[1])),
-                                         float(rng.uniform(-MAX_OBJECT_YAW, MAX_OBJECT_YAW))))
+            objects.append(
+                sc.ObjectSpec(
+                    f"obj{i}",
+                    kind,
+                    color,
+                    (float(xy[0]), float(xy[1])),
+                    float(rng.uniform(-MAX_OBJECT_YAW, MAX_OBJECT_YAW)),
+                )
+            )
         start = (-0.12 + rng.uniform(-0.03, 0.03), rng.uniform(-0.06, 0.06), 0.22 + rng.uniform(-0.02, 0.02))
         layout = sc.Layout(objects, containers, tuple(float(v) for v in start))
         target_con = containers[0]

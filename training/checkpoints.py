@@ -148,4 +148,3 @@ def resolve_params_dir(path: str | pathlib.Path) -> pathlib.Path:
     if steps:
         return path / str(max(steps)) / PARAMS_ITEM
     raise FileNotFoundError(f"no checkpoint params at {path} (expected a params dir, <step>/params or a run dir)")
-

@@ -77,8 +77,10 @@ def _map(folder: pathlib.Path, sources: Mapping[str, Sequence[tuple[str, int]]])
     frames = {camera: np.load(folder / f"{_file_name(camera)}.npy", mmap_mode="r") for camera in sources}
     for camera, array in frames.items():
         if array.shape[0] != len(sources[camera]):
-            raise VideoError(f"frame cache {folder} holds {array.shape[0]} frames of {camera}, expected "
-                             f"{len(sources[camera])}; delete the folder to rebuild it")
+            raise VideoError(
+                f"frame cache {folder} holds {array.shape[0]} frames of {camera}, expected "
+                f"{len(sources[camera])}; delete the folder to rebuild it"
+            )
     return frames
 
 
@@ -97,7 +99,9 @@ def _build(folder: pathlib.Path, sources: Mapping[str, Sequence[tuple[str, int]]
         frames = _decode(path, max(index for index, _ in wanted))
         if camera not in arrays:
             arrays[camera] = np.lib.format.open_memmap(
-                folder / f"{_file_name(camera)}.npy", mode="w+", dtype=np.uint8,
+                folder / f"{_file_name(camera)}.npy",
+                mode="w+",
+                dtype=np.uint8,
                 shape=(len(sources[camera]), *frames[0].shape),
             )
         for index, row in wanted:

@@ -110,9 +110,7 @@ class LeRobotDataset:
         self._timestamp = self._frame_index / self.fps if timestamps is None else timestamps.astype(np.float64)
         self._task = self._frame_tasks(table, task_key, episode_meta)
         self._subtask = self._frame_subtasks(table, subtask_key)
-        self._images_in_table = {
-            c: table[c].combine_chunks() for c in self.cameras if features[c]["dtype"] == "image"
-        }
+        self._images_in_table = {c: table[c].combine_chunks() for c in self.cameras if features[c]["dtype"] == "image"}
 
         starts = np.flatnonzero(np.r_[True, self._episode_index[1:] != self._episode_index[:-1]])
         lengths = np.diff(np.r_[starts, len(self._episode_index)])

@@ -25,8 +25,8 @@ from flax import nnx
 
 from policy.checkpoint import abstract_model, flatten
 from policy.errors import UserFacingError
-from policy.model_dir import ServingDefaults
 from policy.fast import SKIP_TOKENS, FastTokenizer
+from policy.model_dir import ServingDefaults
 from policy.normalize import normalize
 from policy.prompts import actor_text, clean_instruction, planner_text, reasoning_tokens
 from policy.tokenizer import TextTokenizer, train_tokenizer
@@ -135,8 +135,12 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     state_sharding = sharding.fsdp_sharding(shapes, mesh, config.fsdp_min_mb)
     if config.fsdp_devices > 1:
         split_arrays = sum(any(a is not None for a in s.spec) for s in jax.tree.leaves(state_sharding.trainable))
-        logger.info("FSDP: %d of %d trainable arrays split over %d devices", split_arrays,
-                    len(jax.tree.leaves(state_sharding.trainable)), config.fsdp_devices)
+        logger.info(
+            "FSDP: %d of %d trainable arrays split over %d devices",
+            split_arrays,
+            len(jax.tree.leaves(state_sharding.trainable)),
+            config.fsdp_devices,
+        )
     state = jax.jit(lambda t, f: init_state(t, f, tx, use_ema), out_shardings=state_sharding)(trainable, frozen)
     del params, trainable, frozen
 
@@ -236,8 +240,10 @@ def _text_tokenizer(
         top = max(top, config.model.vocab_size - min(reasoning_tokens(config.model.vocab_size)))
     if config.model.state_tokens:
         if config.fast_loss_weight > 0 or reasoning is not None:
-            raise UserFacingError("state_tokens reserve the top of the vocabulary, where FAST and the reasoning "
-                                  "protocol keep their ids; use the text state (discrete_state_input) with those")
+            raise UserFacingError(
+                "state_tokens reserve the top of the vocabulary, where FAST and the reasoning "
+                "protocol keep their ids; use the text state (discrete_state_input) with those"
+            )
         top = max(top, config.model.vocab_size - config.model.state_token_offset)
     free = config.model.vocab_size - top
     if tokenizer.vocab_size > free:

@@ -195,4 +195,3 @@ def collate(samples: Sequence[dict]) -> TrainBatch:
     """Stacks samples into a TrainBatch of numpy arrays (put on devices by the train loop)."""
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *samples)
     return TrainBatch(**stacked)
-

@@ -173,7 +173,9 @@ def test_the_prompt_state_follows_the_checkpoint_unless_configured(tiny_sampler,
     discrete = copy.copy(tiny_sampler)
     discrete.cfg = tiny_sampler.cfg.replace(discrete_state_input=True)
     assert ChunkEngine(discrete, actor_tokenizer, norm_stats, EngineConfig(action_dims=ACTION_DIMS)).state_in_prompt
-    assert not ChunkEngine(tiny_sampler, actor_tokenizer, norm_stats, EngineConfig(action_dims=ACTION_DIMS)).state_in_prompt
+    assert not ChunkEngine(
+        tiny_sampler, actor_tokenizer, norm_stats, EngineConfig(action_dims=ACTION_DIMS)
+    ).state_in_prompt
     forced = EngineConfig(action_dims=ACTION_DIMS, state_in_prompt=False)
     assert not ChunkEngine(discrete, actor_tokenizer, norm_stats, forced).state_in_prompt
 

@@ -82,9 +82,7 @@ def test_reasoning_flags_are_checked(tiny_checkpoint, camera_png, capsys, extra,
         ("{png}", "pick up the mug", "malformed; write CAMERA=PATH"),
     ],
 )
-def test_bad_input_gives_one_error_line_and_exit_2(
-    tiny_checkpoint, camera_png, capsys, image_arg, task, expected
-):
+def test_bad_input_gives_one_error_line_and_exit_2(tiny_checkpoint, camera_png, capsys, image_arg, task, expected):
     image = image_arg.format(png=camera_png, missing=camera_png.with_name("missing.png"))
     assert main(_plan(tiny_checkpoint, "--image", image, "--task", task)) == 2
     captured = capsys.readouterr()

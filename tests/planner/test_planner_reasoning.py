@@ -191,9 +191,7 @@ def _plan_proto(step: int, cameras: dict[str, np.ndarray], task: str = SESSION_T
     return pb.PlanRequest(session_id="arm", observation_step=step, images=images, task=task)
 
 
-def test_a_session_thinks_into_a_new_reasoning_and_acts_on_the_one_it_has(
-    reasoner, swapped_reasoner, camera_images
-):
+def test_a_session_thinks_into_a_new_reasoning_and_acts_on_the_one_it_has(reasoner, swapped_reasoner, camera_images):
     # The two planners choose opposite ways on the first context, so both branches run.
     renewed = kept = 0
     for planner in (reasoner, swapped_reasoner):
@@ -216,9 +214,7 @@ def test_a_session_thinks_into_a_new_reasoning_and_acts_on_the_one_it_has(
     assert renewed and kept
 
 
-def test_a_new_task_or_a_step_that_does_not_increase_starts_the_session_over(
-    reasoner, swapped_reasoner, camera_images
-):
+def test_a_new_task_or_a_step_that_does_not_increase_starts_the_session_over(reasoner, swapped_reasoner, camera_images):
     cameras = camera_images[0]
     first = ReasoningRequest(cameras, reasoning_first_context(SESSION_TASK))
     thinker = next(p for p in (reasoner, swapped_reasoner) if p.plan(first).decision == "think")

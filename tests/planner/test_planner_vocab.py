@@ -39,7 +39,8 @@ def test_every_piece_the_ascii_mask_allows_decodes_to_printable_ascii(cjk_tokeni
         if token_id != cjk_tokenizer.eos_id:
             assert _decodes_to_printable_ascii(cjk_tokenizer, int(token_id)), cjk_tokenizer.pieces()[token_id]
     refused_ascii = [
-        i for i in range(cjk_tokenizer.vocab_size)
+        i
+        for i in range(cjk_tokenizer.vocab_size)
         if not mask[i] and not cjk_tokenizer.is_control(i) and _decodes_to_printable_ascii(cjk_tokenizer, i)
     ]
     assert refused_ascii == []

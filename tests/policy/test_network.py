@@ -112,7 +112,9 @@ def test_attn_mask_semantics():
     )
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(masks.positions_from_mask(input_mask)[0], [0, 1, 2, 3, 3])
-    np.testing.assert_array_equal(masks.last_valid_index(jnp.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], bool)), [1, 2, -1])
+    np.testing.assert_array_equal(
+        masks.last_valid_index(jnp.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], bool)), [1, 2, -1]
+    )
 
 
 @nnx.jit

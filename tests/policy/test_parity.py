@@ -11,7 +11,6 @@ import sys
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
 from policy import decoding
@@ -27,7 +26,7 @@ def test_shared_openpi_fixture_passes_through_the_console_script(shared_fixture)
     lines = proc.stdout.splitlines()
     assert lines[-1] == "parity: PASS"
     for name in ("sample_actions", "v_t", "first_logits"):
-        line = next(l for l in lines if l.startswith(name))
+        line = next(text for text in lines if text.startswith(name))
         assert float(line.split("max abs error")[1].split()[0]) <= 1e-4
     print(proc.stdout)
 
@@ -38,11 +37,23 @@ def _meta(cfg) -> dict:
             "pi05": cfg.pi05,
             "paligemma_variant": "small_llm",
             "action_expert_variant": "small_expert",
-            "gemma_small_llm": {k: getattr(cfg.paligemma, k) for k in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")},
-            "gemma_small_expert": {k: getattr(cfg.action_expert, k) for k in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")},
-            "siglip": {"variant": "mu/14", "width": cfg.vision.width, "depth": cfg.vision.depth,
-                       "mlp_dim": cfg.vision.mlp_dim, "num_heads": cfg.vision.num_heads, "patch": cfg.vision.patch,
-                       "image_size": cfg.vision.image_size},
+            "gemma_small_llm": {
+                k: getattr(cfg.paligemma, k)
+                for k in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")
+            },
+            "gemma_small_expert": {
+                k: getattr(cfg.action_expert, k)
+                for k in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")
+            },
+            "siglip": {
+                "variant": "mu/14",
+                "width": cfg.vision.width,
+                "depth": cfg.vision.depth,
+                "mlp_dim": cfg.vision.mlp_dim,
+                "num_heads": cfg.vision.num_heads,
+                "patch": cfg.vision.patch,
+                "image_size": cfg.vision.image_size,
+            },
             "vocab_size": cfg.vocab_size,
             "action_dim": cfg.action_dim,
             "action_horizon": cfg.action_horizon,
@@ -78,8 +89,12 @@ def _write_fixture(path, cfg, params, batch, lengths, decode_steps, masked_camer
     from policy.parity import _fixture_input
 
     obs = _fixture_input(io, cfg)
-    io["sample_actions"] = np.asarray(nnx.jit(lambda m, o, n: m.sample_actions(o, n))(model, obs, jnp.asarray(io["noise"])))
-    io["v_t"] = np.asarray(nnx.jit(lambda m, o, x, t: m.velocity(o, x, t))(model, obs, jnp.asarray(io["x_t"]), jnp.asarray(io["t"])))
+    io["sample_actions"] = np.asarray(
+        nnx.jit(lambda m, o, n: m.sample_actions(o, n))(model, obs, jnp.asarray(io["noise"]))
+    )
+    io["v_t"] = np.asarray(
+        nnx.jit(lambda m, o, x, t: m.velocity(o, x, t))(model, obs, jnp.asarray(io["x_t"]), jnp.asarray(io["t"]))
+    )
 
     @nnx.jit(static_argnums=(2,))
     def greedy(m, o, n):
@@ -97,7 +112,9 @@ def _write_fixture(path, cfg, params, batch, lengths, decode_steps, masked_camer
 def test_other_batch_sizes_horizons_token_lengths_and_masked_cameras(tmp_path, tiny_params, tiny_config, capsys):
     cfg = tiny_config
     fixture = tmp_path / "fixture"
-    io = _write_fixture(fixture, cfg, tiny_params, batch=3, lengths=[5, 30, 48], decode_steps=4, masked_camera="left_wrist_0_rgb")
+    io = _write_fixture(
+        fixture, cfg, tiny_params, batch=3, lengths=[5, 30, 48], decode_steps=4, masked_camera="left_wrist_0_rgb"
+    )
     rebuilt = config_from_meta(json.loads((fixture / "meta.json").read_text()))
     assert dataclasses.replace(rebuilt, image_keys=cfg.image_keys) == cfg
 

@@ -55,10 +55,7 @@ def test_text_layouts_are_exact() -> None:
         prompts.actor_text("Put the cube in the bowl", "Pick up the cube.")
         == "Task: put the cube in the bowl. Subtask: pick up the cube;\nAction: "
     )
-    assert (
-        prompts.actor_text("lift", "grasp", state)
-        == "Task: lift, State: 0 128 255; Subtask: grasp;\nAction: "
-    )
+    assert prompts.actor_text("lift", "grasp", state) == "Task: lift, State: 0 128 255; Subtask: grasp;\nAction: "
 
 
 @pytest.mark.parametrize("state", [None, np.array([0.25, -0.5])])

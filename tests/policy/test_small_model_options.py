@@ -72,7 +72,8 @@ def test_conv_stem_keeps_the_token_grid_and_round_trips_through_a_checkpoint(sma
     obs = make_input(small_config, 1, [5])
     noise = jnp.ones((1, small_config.action_horizon, small_config.action_dim))
     np.testing.assert_allclose(
-        model_from_params(small_config, params).sample_actions(obs, noise), restored.sample_actions(obs, noise),
+        model_from_params(small_config, params).sample_actions(obs, noise),
+        restored.sample_actions(obs, noise),
         atol=1e-6,
     )
     again = ModelConfig.from_dict(small_config.to_dict())

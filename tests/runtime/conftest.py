@@ -5,9 +5,9 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from server_process import run_server
 
 from runtime.cli import main as cli_main
-from server_process import run_server
 
 
 @pytest.fixture(scope="session")

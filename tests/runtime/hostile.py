@@ -73,7 +73,9 @@ def good_observation(step: int, encoding: str = "raw", state_dims: int = 8) -> p
 
 
 def _open(session_id: str = "", task: str = TASK, token: str = "") -> bytes:
-    return pb.SessionRequest(open=pb.SessionOpen(session_id=session_id, task=task, resume_token=token)).SerializeToString()
+    return pb.SessionRequest(
+        open=pb.SessionOpen(session_id=session_id, task=task, resume_token=token)
+    ).SerializeToString()
 
 
 def _obs(observation: pb.Observation) -> bytes:
@@ -85,46 +87,56 @@ def _obs(observation: pb.Observation) -> bytes:
 
 def _bad_state(rng: random.Random, obs: pb.Observation) -> None:
     big = rng.choice([2**31, 2**32, 2**62, 2**63 - 1])
-    obs.state.CopyFrom(rng.choice([
-        pb.Tensor(dtype="float32", shape=[big, big]),
-        pb.Tensor(dtype="float32", shape=[big, 4], data=b"\0" * 16),
-        pb.Tensor(dtype="float32", shape=[-1, 8]),
-        pb.Tensor(dtype="float32", shape=[1] * rng.randint(9, 2000)),
-        pb.Tensor(dtype="x" * rng.randint(1, 100_000), shape=[8], data=b"\0" * 32),
-        pb.Tensor(dtype="int64", shape=[8], data=b"\0" * 64),
-        pb.Tensor(dtype="float32", shape=[8], data=b"\0" * rng.randint(0, 31)),
-        numpy_to_tensor(np.full(8, rng.choice([np.nan, np.inf, -np.inf]), np.float32)),
-        numpy_to_tensor(np.zeros(rng.choice([0, 7, 9, 1000]), np.float32)),
-    ]))
+    obs.state.CopyFrom(
+        rng.choice(
+            [
+                pb.Tensor(dtype="float32", shape=[big, big]),
+                pb.Tensor(dtype="float32", shape=[big, 4], data=b"\0" * 16),
+                pb.Tensor(dtype="float32", shape=[-1, 8]),
+                pb.Tensor(dtype="float32", shape=[1] * rng.randint(9, 2000)),
+                pb.Tensor(dtype="x" * rng.randint(1, 100_000), shape=[8], data=b"\0" * 32),
+                pb.Tensor(dtype="int64", shape=[8], data=b"\0" * 64),
+                pb.Tensor(dtype="float32", shape=[8], data=b"\0" * rng.randint(0, 31)),
+                numpy_to_tensor(np.full(8, rng.choice([np.nan, np.inf, -np.inf]), np.float32)),
+                numpy_to_tensor(np.zeros(rng.choice([0, 7, 9, 1000]), np.float32)),
+            ]
+        )
+    )
 
 
 def _bad_rtc(rng: random.Random, obs: pb.Observation) -> None:
     obs.rtc.inference_delay = rng.choice([1, -1, -(2**31)])
     big = rng.choice([2**32, 2**62])
-    obs.rtc.queued_actions.CopyFrom(rng.choice([
-        pb.Tensor(dtype="float32", shape=[big, 8]),
-        pb.Tensor(dtype="float32", shape=[big, big, big]),
-        numpy_to_tensor(np.zeros((rng.randint(1, 10_000), 3), np.float32)),
-        numpy_to_tensor(np.zeros((100_000, 7), np.float32)),
-    ]))
+    obs.rtc.queued_actions.CopyFrom(
+        rng.choice(
+            [
+                pb.Tensor(dtype="float32", shape=[big, 8]),
+                pb.Tensor(dtype="float32", shape=[big, big, big]),
+                numpy_to_tensor(np.zeros((rng.randint(1, 10_000), 3), np.float32)),
+                numpy_to_tensor(np.zeros((100_000, 7), np.float32)),
+            ]
+        )
+    )
 
 
 def _bad_image(rng: random.Random, obs: pb.Observation) -> None:
     side = rng.choice([4097, 8192, 16384, 65535])
     real_png = numpy_to_image(_frame(), "png").data
-    image = rng.choice([
-        pb.Image(encoding=pb.Image.PNG, data=_png_header(side, side)),
-        pb.Image(encoding=pb.Image.JPEG, data=_jpeg_header(side, rng.choice([side, 1]))),
-        pb.Image(encoding=pb.Image.PNG, data=_png_header(4096, 4096)),
-        pb.Image(encoding=pb.Image.JPEG, data=_jpeg_header(0, 0)),
-        pb.Image(encoding=pb.Image.PNG, data=real_png[: rng.randint(0, 23)]),
-        pb.Image(encoding=pb.Image.JPEG, data=b"\xff\xd8" + bytes([rng.randrange(255)]) + rng.randbytes(4000)),
-        pb.Image(encoding=pb.Image.PNG, data=b"\x89PNG\r\n\x1a\n" + rng.randbytes(rng.randint(0, 4000))),
-        pb.Image(encoding=pb.Image.RAW_RGB8, shape=[2**31 - 1, 2**31 - 1, 3]),
-        pb.Image(encoding=pb.Image.RAW_RGB8, shape=[64, 64, 3], data=b"\0" * rng.randint(0, 12287)),
-        pb.Image(encoding=pb.Image.RAW_RGB8, shape=[-64, -64, 3], data=b"\0" * 12288),
-        pb.Image(encoding=rng.randint(3, 2**31 - 1), data=real_png),
-    ])
+    image = rng.choice(
+        [
+            pb.Image(encoding=pb.Image.PNG, data=_png_header(side, side)),
+            pb.Image(encoding=pb.Image.JPEG, data=_jpeg_header(side, rng.choice([side, 1]))),
+            pb.Image(encoding=pb.Image.PNG, data=_png_header(4096, 4096)),
+            pb.Image(encoding=pb.Image.JPEG, data=_jpeg_header(0, 0)),
+            pb.Image(encoding=pb.Image.PNG, data=real_png[: rng.randint(0, 23)]),
+            pb.Image(encoding=pb.Image.JPEG, data=b"\xff\xd8" + bytes([rng.randrange(255)]) + rng.randbytes(4000)),
+            pb.Image(encoding=pb.Image.PNG, data=b"\x89PNG\r\n\x1a\n" + rng.randbytes(rng.randint(0, 4000))),
+            pb.Image(encoding=pb.Image.RAW_RGB8, shape=[2**31 - 1, 2**31 - 1, 3]),
+            pb.Image(encoding=pb.Image.RAW_RGB8, shape=[64, 64, 3], data=b"\0" * rng.randint(0, 12287)),
+            pb.Image(encoding=pb.Image.RAW_RGB8, shape=[-64, -64, 3], data=b"\0" * 12288),
+            pb.Image(encoding=rng.randint(3, 2**31 - 1), data=real_png),
+        ]
+    )
     obs.images[rng.choice(CAMERAS)].CopyFrom(image)
 
 
@@ -173,15 +185,21 @@ def _structured(rng: random.Random) -> Case:
 
 
 def _bad_open(rng: random.Random) -> Case:
-    opening = rng.choice([
-        _open(session_id="s" * rng.randint(129, 8 * 1024 * 1024)),
-        _open(session_id=rng.choice(["a\nb", "\x1b[2J", "\u00e9t\u00e9", "x\x00"])),
-        _open(task="t" * rng.randint(513, 1_000_000)),
-        _obs(good_observation(1)),  # an observation before any open
-        b"",  # an empty request: no kind
-    ])
-    return Case("open", (opening, _obs(good_observation(1))), mode=rng.choice(["send", "hold"]),
-                expect=frozenset({"INVALID_ARGUMENT"}))
+    opening = rng.choice(
+        [
+            _open(session_id="s" * rng.randint(129, 8 * 1024 * 1024)),
+            _open(session_id=rng.choice(["a\nb", "\x1b[2J", "\u00e9t\u00e9", "x\x00"])),
+            _open(task="t" * rng.randint(513, 1_000_000)),
+            _obs(good_observation(1)),  # an observation before any open
+            b"",  # an empty request: no kind
+        ]
+    )
+    return Case(
+        "open",
+        (opening, _obs(good_observation(1))),
+        mode=rng.choice(["send", "hold"]),
+        expect=frozenset({"INVALID_ARGUMENT"}),
+    )
 
 
 def _corrupt(rng: random.Random, data: bytes) -> bytes:
@@ -298,8 +316,9 @@ async def _run_tcp(host: str, port: int, case: Case) -> Outcome:
     return Outcome(case.kind, "tcp", True)
 
 
-async def attack(address: str, cases: list[Case], concurrency: int = 16, rate: float | None = None,
-                 max_message_mb: int = 64) -> list[Outcome]:
+async def attack(
+    address: str, cases: list[Case], concurrency: int = 16, rate: float | None = None, max_message_mb: int = 64
+) -> list[Outcome]:
     """Runs every case, `concurrency` at a time (and at most `rate` cases a second) → one outcome per case."""
     limit = max_message_mb * 1024 * 1024
     options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]

@@ -29,10 +29,14 @@ def run_server(checkpoint: pathlib.Path, workdir: pathlib.Path, *extra: str, tim
 class Stream:
     """A Session stream driven step by step from the test."""
 
-    def __init__(self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=(), resume_token: str = ""):
+    def __init__(
+        self, channel: grpc.Channel, task: str = TASK, session_id: str = "", metadata=(), resume_token: str = ""
+    ):
         self._outbox: queue.Queue = queue.Queue()
         opening = pb.SessionOpen(session_id=session_id, task=task, resume_token=resume_token)
-        self._events = pb_grpc.RobotRuntimeStub(channel).Session(self._requests(opening), timeout=300, metadata=metadata)
+        self._events = pb_grpc.RobotRuntimeStub(channel).Session(
+            self._requests(opening), timeout=300, metadata=metadata
+        )
         self.metadata = next(self._events).metadata
         self.step = 0
         self.subtasks: list[pb.SubtaskUpdate] = []

@@ -26,7 +26,10 @@ class FakeEngine:
         for index, r in enumerate(requests):
             if r.task == "bad":
                 raise InvalidRequest("task", "is bad", index)
-        return [ChunkResult(np.full((2, 1), len(r.task), np.float32), ChunkTimings(1.0, 1.0, 2.0, len(requests))) for r in requests]
+        return [
+            ChunkResult(np.full((2, 1), len(r.task), np.float32), ChunkTimings(1.0, 1.0, 2.0, len(requests)))
+            for r in requests
+        ]
 
 
 def run(coro):

@@ -13,13 +13,13 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
+from grpc_serving import serving
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from runtime.action_queue import ActionQueue, RtcRequest
 from runtime.client import RobotClient, RuntimeClientError
 from runtime.grpc_server import auth_metadata
-from grpc_serving import serving
 from runtime.wire import numpy_to_tensor
 
 TASK = "put the red cube in the bowl"

@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import pytest
-
 from hostile import Bystander, attack, hostile_cases, report, sessions_open, takeover_attempts
 from server_process import run_server, wait_until
 

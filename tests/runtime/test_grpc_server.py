@@ -82,13 +82,17 @@ def test_undecodable_requests_get_invalid_argument_and_one_log_line(caplog):
     first_open = pb.SessionRequest(open=pb.SessionOpen(session_id="a")).SerializeToString()
     with caplog.at_level(logging.WARNING, "runtime.grpc_server"):
         results = asyncio.run(
-            _call(None, None, [
-                _unary("GetMetadata", GARBAGE),
-                _unary("GetMetadata", b""),
-                _unary("GetStats", b""),
-                _stream(GARBAGE),
-                _stream(first_open, GARBAGE),
-            ])
+            _call(
+                None,
+                None,
+                [
+                    _unary("GetMetadata", GARBAGE),
+                    _unary("GetMetadata", b""),
+                    _unary("GetStats", b""),
+                    _stream(GARBAGE),
+                    _stream(first_open, GARBAGE),
+                ],
+            )
         )
     assert results[1] == (grpc.StatusCode.OK, "")
     for index in (0, 3, 4):
@@ -100,9 +104,7 @@ def test_undecodable_requests_get_invalid_argument_and_one_log_line(caplog):
 
 
 def test_a_wrong_token_is_unauthenticated_on_every_rpc_shape():
-    results = asyncio.run(
-        _call("secret", "wrong", [_unary("GetMetadata", b""), _stream(b"")])
-    )
+    results = asyncio.run(_call("secret", "wrong", [_unary("GetMetadata", b""), _stream(b"")]))
     assert [code for code, _ in results] == [grpc.StatusCode.UNAUTHENTICATED] * 2
     assert asyncio.run(_call("secret", "secret", [_unary("GetMetadata", b"")]))[0][0] == grpc.StatusCode.OK
 
@@ -131,8 +133,16 @@ def test_token_file_and_environment(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("address", "loopback"),
-    [("127.0.0.1:50051", True), ("[::1]:50051", True), ("localhost:1", True), ("unix:/tmp/s", True),
-     ("0.0.0.0:50051", False), ("[::]:50051", False), ("10.0.0.5:50051", False), ("robot.lan:1", False)],
+    [
+        ("127.0.0.1:50051", True),
+        ("[::1]:50051", True),
+        ("localhost:1", True),
+        ("unix:/tmp/s", True),
+        ("0.0.0.0:50051", False),
+        ("[::]:50051", False),
+        ("10.0.0.5:50051", False),
+        ("robot.lan:1", False),
+    ],
 )
 def test_a_token_without_tls_warns_unless_loopback(address, loopback, caplog):
     with caplog.at_level(logging.WARNING, "runtime.grpc_server"):

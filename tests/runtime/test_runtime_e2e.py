@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import pathlib
 import signal
 import subprocess
 import time
 
+import cv2
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from server_process import Stream, good_observation, run_server, runtime_stats, wait_until
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from runtime.cli import main as cli_main
 from runtime.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
-from server_process import Stream, good_observation, run_server, runtime_stats, wait_until
-
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,10 @@ def test_two_concurrent_sessions_stream_their_own_chunks(channel):
     def drive(name: str) -> list[tuple[int, tuple[int, ...]]]:
         stream = Stream(channel, session_id=name)
         try:
-            return [(c.observation_step, tuple(tensor_to_numpy(c.actions, "a").shape)) for c in (stream.chunk() for _ in range(5))]
+            return [
+                (c.observation_step, tuple(tensor_to_numpy(c.actions, "a").shape))
+                for c in (stream.chunk() for _ in range(5))
+            ]
         finally:
             stream.close()
 
@@ -51,9 +56,42 @@ def test_metadata_health_and_reflection(channel):
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    [reply] = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+    [reply] = list(
+        reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    )
     names = {s.name for s in reply.list_services_response.service}
     assert "robot_runtime.v1.RobotRuntime" in names and "grpc.health.v1.Health" in names
+
+
+def _planner_health(channel) -> int:
+    request = health_pb2.HealthCheckRequest(service="robot_runtime.v1.Planner")
+    return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
+
+
+def test_plan_against_the_runtime_port_reaches_its_planner(runtime_server, channel, tmp_path, capsys):
+    wait_until(lambda: _planner_health(channel) == health_pb2.HealthCheckResponse.SERVING, 30, "the planner's health")
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    code = cli_main(
+        [
+            "plan",
+            "--server",
+            runtime_server.address,
+            "--image",
+            f"base_0_rgb={image}",
+            "--task",
+            "put the red cube in the bowl",
+            "--max-tokens",
+            "4",
+            "--json",
+        ]
+    )
+    assert code == 0
+    reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(reply["tokens"]) >= 1
+    with pytest.raises(grpc.RpcError) as info:
+        list(pb_grpc.PlannerStub(channel).Link(iter([pb.PlanRequest()]), timeout=10))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_a_dropped_session_is_freed_and_only_its_owner_can_resume_it(channel):
@@ -114,7 +152,10 @@ BAD_INPUTS = {
     "state dtype": (lambda s: with_state(s, numpy_to_tensor(np.zeros(8, np.int32))), "observation.state"),
     "state shape": (lambda s: with_state(s, numpy_to_tensor(np.zeros(7, np.float32))), "observation.state"),
     "NaN state": (lambda s: with_state(s, numpy_to_tensor(np.full(8, np.nan, np.float32))), "NaN"),
-    "truncated tensor": (lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[8], data=b"\0" * 7)), "observation.state"),
+    "truncated tensor": (
+        lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[8], data=b"\0" * 7)),
+        "observation.state",
+    ),
     "undecodable image": (
         lambda s: with_images(s, {"agentview": pb.Image(encoding=pb.Image.JPEG, data=b"not a jpeg"), "wrist": SMALL}),
         "observation.images['agentview']",
@@ -132,10 +173,12 @@ BAD_INPUTS = {
     "missing camera": (lambda s: with_images(s, {"agentview": SMALL}), "observation.images['wrist']"),
     "out-of-order step": (lambda s: good_observation(s - 1), "observation.step"),
     "overflowing state shape": (
-        lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[2**32, 2**32])), "observation.state"
+        lambda s: with_state(s, pb.Tensor(dtype="float32", shape=[2**32, 2**32])),
+        "observation.state",
     ),
     "overflowing rtc shape": (
-        lambda s: _with_rtc(s, pb.Tensor(dtype="float32", shape=[2**62, 8])), "observation.rtc.queued_actions"
+        lambda s: _with_rtc(s, pb.Tensor(dtype="float32", shape=[2**62, 8])),
+        "observation.rtc.queued_actions",
     ),
     "image bomb": (
         lambda s: with_images(
@@ -223,6 +266,11 @@ def test_killing_the_planner_does_not_stop_chunks_and_plans_resume(runtime_serve
     before = _planner_child(runtime_server)
     assert before
     subprocess.run(["kill", "-9", str(before)], check=True)
+    wait_until(
+        lambda: _planner_health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING,
+        20,
+        "the Planner's health to follow the dead planner",
+    )
 
     latencies = []
     outage_end = time.monotonic() + 3
@@ -238,6 +286,7 @@ def test_killing_the_planner_does_not_stop_chunks_and_plans_resume(runtime_serve
         return planner_replies() > replies_at_kill and _planner_child(runtime_server) not in (0, before)
 
     wait_until(resumed, 180, "the restarted planner to answer again")
+    wait_until(lambda: _planner_health(channel) == health_pb2.HealthCheckResponse.SERVING, 20, "the Planner's health")
     stream.close()
 
 
@@ -246,7 +295,10 @@ def test_sigterm_shuts_down_runtime_and_planner(tiny_checkpoint, tmp_path):
         planner = wait_until(lambda: _planner_child(server), 60, "the planner process")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) == 0
-        assert not pathlib.Path(f"/proc/{planner}").exists() or "zombie" in pathlib.Path(f"/proc/{planner}/status").read_text()
+        assert (
+            not pathlib.Path(f"/proc/{planner}").exists()
+            or "zombie" in pathlib.Path(f"/proc/{planner}/status").read_text()
+        )
 
 
 def test_planner_dies_with_a_killed_runtime(tiny_checkpoint, tmp_path):

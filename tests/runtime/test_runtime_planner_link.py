@@ -9,10 +9,10 @@ import time
 
 import grpc
 import pytest
+from server_process import Stream, run_server, wait_until
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from server_process import Stream, run_server, wait_until
 
 
 class CountingPlanner(pb_grpc.PlannerServicer):
@@ -78,9 +78,26 @@ def tls_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
     key, cert = folder / "key.pem", folder / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return key, cert
 
@@ -121,14 +138,34 @@ def test_plan_cli_asks_a_running_planner(tiny_checkpoint, tmp_path, capsys):
 
     port = free_port()
     planner = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve-planner", "--checkpoint", str(tiny_checkpoint), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "serve-planner",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     image = tmp_path / "cam.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
     try:
-        args = ["plan", "--server", f"127.0.0.1:{port}", "--image", f"base_0_rgb={image}", "--task", "stack the cubes",
-                "--max-tokens", "3", "--json"]
+        args = [
+            "plan",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--image",
+            f"base_0_rgb={image}",
+            "--task",
+            "stack the cubes",
+            "--max-tokens",
+            "3",
+            "--json",
+        ]
         wait_until(lambda: main(args) == 0, 240, "the planner to answer")
         reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert set(reply) >= {"subtask", "tokens", "prefill_ms", "decode_ms"} and len(reply["tokens"]) == 3

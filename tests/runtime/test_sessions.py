@@ -100,8 +100,9 @@ class FakeClock:
         return self.now
 
 
-def _registry(clock=FakeClock()) -> SessionRegistry:
-    return SessionRegistry(SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3), clock=clock)
+def _registry(clock: FakeClock | None = None) -> SessionRegistry:
+    settings = SessionSettings(CAMERAS, state_dims=4, action_dims=2, action_horizon=3)
+    return SessionRegistry(settings, clock=clock or FakeClock())
 
 
 def test_server_assigned_ids_and_tokens_are_random():

@@ -16,8 +16,14 @@ SUBTASKS = {0: "reach for it", 2: "grasp it"}  # session observation step -> pla
 
 
 def _metadata(action_dims: int = 7) -> pb.RuntimeMetadata:
-    return pb.RuntimeMetadata(action_dims=action_dims, action_horizon=HORIZON, state_dims=8,
-                              cameras=["agentview", "wrist"], num_denoise_steps=1, version="robot_runtime.v1")
+    return pb.RuntimeMetadata(
+        action_dims=action_dims,
+        action_horizon=HORIZON,
+        state_dims=8,
+        cameras=["agentview", "wrist"],
+        num_denoise_steps=1,
+        version="robot_runtime.v1",
+    )
 
 
 class FakeRuntime(pb_grpc.RobotRuntimeServicer):
@@ -44,10 +50,20 @@ class FakeRuntime(pb_grpc.RobotRuntimeServicer):
             seen.append(observation)
             if observation.step in SUBTASKS:
                 version, text = version + 1, SUBTASKS[observation.step]
-                yield pb.SessionEvent(subtask=pb.SubtaskUpdate(session_id=session_id, text=text, version=version,
-                                                               observation_step=observation.step))
+                yield pb.SessionEvent(
+                    subtask=pb.SubtaskUpdate(
+                        session_id=session_id, text=text, version=version, observation_step=observation.step
+                    )
+                )
             actions = np.zeros((HORIZON, self.action_dims), np.float32)
             actions[:, 0], actions[:, 6] = 0.2, -1.0
-            yield pb.SessionEvent(chunk=pb.ActionChunk(
-                observation_step=observation.step, actions=numpy_to_tensor(actions), subtask=text,
-                subtask_version=version, timings=pb.Timings(total_ms=2.0), session_id=session_id))
+            yield pb.SessionEvent(
+                chunk=pb.ActionChunk(
+                    observation_step=observation.step,
+                    actions=numpy_to_tensor(actions),
+                    subtask=text,
+                    subtask_version=version,
+                    timings=pb.Timings(total_ms=2.0),
+                    session_id=session_id,
+                )
+            )

@@ -25,8 +25,24 @@ def test_bundle_is_small_and_matches_its_training_config():
 
 def _rollout(tmp_path, episodes: int, *extra: str) -> tuple[dict, str]:
     out = tmp_path / "run"
-    rc = cli_main(["rollout", "--env", "builtin:all", "--checkpoint", str(BUNDLE), "--episodes", str(episodes),
-                   "--workers", "2", "--image-size", "64", "--out", str(out), *extra])
+    rc = cli_main(
+        [
+            "rollout",
+            "--env",
+            "builtin:all",
+            "--checkpoint",
+            str(BUNDLE),
+            "--episodes",
+            str(episodes),
+            "--workers",
+            "2",
+            "--image-size",
+            "64",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
     return json.loads((out / "results.json").read_text()), rc
 
 
@@ -44,7 +60,10 @@ def test_bundle_runs_a_short_closed_loop_episode_through_the_runtime(tmp_path, c
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12: the CPU-trained bundle solves 0 of 50 held-out episodes (it often reaches for a distractor)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12: the CPU-trained bundle solves 0 of 50 held-out episodes (it often reaches for a distractor)",
+)
 def test_bundle_solves_held_out_episodes(tmp_path, capsys):
     results, rc = _rollout(tmp_path, 25)
     print(capsys.readouterr().out[-2000:])

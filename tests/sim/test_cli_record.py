@@ -17,8 +17,22 @@ def _jsonl(path):
 
 def test_record_cli_writes_a_dataset_with_the_lerobot_schema(tmp_path, capsys):
     out = tmp_path / "ds"
-    rc = cli_main(["record", "--env", "builtin:all", "--episodes", "2", "--out", str(out), "--seed", "3",
-                   "--image-size", str(IMG), "--no-progress"])
+    rc = cli_main(
+        [
+            "record",
+            "--env",
+            "builtin:all",
+            "--episodes",
+            "2",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--image-size",
+            str(IMG),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "recorded 2 episodes" in printed and "0 failed expert episodes dropped" in printed

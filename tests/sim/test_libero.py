@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
 from fake_runtime import FakeRuntime
 from grpc_serving import serving
+
 from runtime.cli import main as cli_main
 from sim import libero
 from sim.episode import Job
@@ -21,8 +21,9 @@ def _quat_xyzw(axis, angle):
 
 def test_quaternion_to_axis_angle_matches_robosuite_convention():
     np.testing.assert_allclose(libero.quat_to_axisangle(_quat_xyzw([0, 0, 1], 0.7)), [0, 0, 0.7], atol=1e-12)
-    np.testing.assert_allclose(libero.quat_to_axisangle(_quat_xyzw([1, 1, 0], 2.0)),
-                               np.array([1, 1, 0]) / math.sqrt(2) * 2.0, atol=1e-12)
+    np.testing.assert_allclose(
+        libero.quat_to_axisangle(_quat_xyzw([1, 1, 0], 2.0)), np.array([1, 1, 0]) / math.sqrt(2) * 2.0, atol=1e-12
+    )
     np.testing.assert_array_equal(libero.quat_to_axisangle([0, 0, 0, 1]), np.zeros(3))
     np.testing.assert_array_equal(libero.quat_to_axisangle([0, 0, 0, 1.0000001]), np.zeros(3))
 
@@ -31,9 +32,13 @@ def test_images_are_rotated_and_padded_and_state_is_8d():
     rng = np.random.default_rng(0)
     agent = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
     wide = rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)
-    raw = {"agentview_image": agent, "robot0_eye_in_hand_image": wide,
-           "robot0_eef_pos": np.array([0.1, 0.2, 0.3]), "robot0_eef_quat": _quat_xyzw([0, 1, 0], math.pi / 2),
-           "robot0_gripper_qpos": np.array([0.04, -0.04])}
+    raw = {
+        "agentview_image": agent,
+        "robot0_eye_in_hand_image": wide,
+        "robot0_eef_pos": np.array([0.1, 0.2, 0.3]),
+        "robot0_eef_quat": _quat_xyzw([0, 1, 0], math.pi / 2),
+        "robot0_gripper_qpos": np.array([0.04, -0.04]),
+    }
     obs = libero.observation(raw, "do it")
     assert obs.instruction == "do it"
     assert obs.images["agentview"].shape == (224, 224, 3) and obs.images["agentview"].dtype == np.uint8
@@ -116,8 +121,24 @@ def test_libero_rollout_runs_a_pro_suite_through_a_runtime_session(tmp_path, cap
     fake = FakeRuntime()
     out = tmp_path / "run"
     with serving(fake) as address:
-        rc = cli_main(["rollout", "--env", "libero:libero_goal_lan", "--tasks", "3", "--episodes", "1",
-                       "--server", address, "--max-steps", "11", "--out", str(out), "--video"])
+        rc = cli_main(
+            [
+                "rollout",
+                "--env",
+                "libero:libero_goal_lan",
+                "--tasks",
+                "3",
+                "--episodes",
+                "1",
+                "--server",
+                address,
+                "--max-steps",
+                "11",
+                "--out",
+                str(out),
+                "--video",
+            ]
+        )
     assert rc == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     (episode,) = results["episodes"]

@@ -39,10 +39,7 @@ def test_score_counts_exact_matches_overall_per_task_and_per_phase():
         "pick_place": {"frames": 3, "correct": 2, "exact_match": 2 / 3},
         "two_stage": {"frames": 5, "correct": 2, "exact_match": 2 / 5},
     }
-    per_phase = {
-        phase: (row["frames"], row["correct"])
-        for phase, row in result["per_phase"].items()
-    }
+    per_phase = {phase: (row["frames"], row["correct"]) for phase, row in result["per_phase"].items()}
     assert per_phase == {
         "move to": (2, 1),
         "grasp": (1, 1),
@@ -51,9 +48,7 @@ def test_score_counts_exact_matches_overall_per_task_and_per_phase():
         "release": (1, 1),
     }
     assert list(result["per_phase"]) == list(planner_eval.PHASES)
-    assert (
-        result["phase_match"] == 5 / 8
-    )  # "lift the blue cube" has the right verb; "" and "grasp" do not
+    assert result["phase_match"] == 5 / 8  # "lift the blue cube" has the right verb; "" and "grasp" do not
     assert result["mismatches"] == [
         {"expected": "move above the white bowl", "got": "", "count": 2},
         {"expected": "lift the red cube", "got": "lift the blue cube", "count": 1},
@@ -77,12 +72,7 @@ def test_phase_of_tells_move_to_from_move_above():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("planner_eval") / "tiny"
-    assert (
-        cli_main(
-            ["init-checkpoint", "--config", "tiny", "--out", str(out), "--seed", "4"]
-        )
-        == 0
-    )
+    assert cli_main(["init-checkpoint", "--config", "tiny", "--out", str(out), "--seed", "4"]) == 0
     return out
 
 
@@ -127,25 +117,17 @@ def test_one_episode_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert [row["label"] for row in rows] == expert_labels
     assert [row["step"] for row in rows] == list(range(0, 5 * len(rows), 5))
     assert summary["correct"] == sum(row["label"] == row["prediction"] for row in rows)
-    assert summary["image_size"] == 112 and summary["per_task"]["pick_place"][
-        "frames"
-    ] == len(rows)
+    assert summary["image_size"] == 112 and summary["per_task"]["pick_place"]["frames"] == len(rows)
     assert sum(row["frames"] for row in summary["per_phase"].values()) == len(rows)
     latency = summary["latency_ms"]
     assert latency["batched"] and latency["per_frame"]["count"] == len(rows)
-    assert (
-        latency["per_call"]["count"] == -(-len(rows) // 4)
-        and latency["per_frame"]["p50"] > 0
-    )
+    assert latency["per_call"]["count"] == -(-len(rows) // 4) and latency["per_frame"]["p50"] > 0
 
 
 def test_a_wrong_checkpoint_dir_is_one_error_line(tmp_path, capsys):
     assert planner_eval.main(["--checkpoint", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert (
-        err.startswith("python -m sim.planner_eval: error: ")
-        and "missing does not exist" in err
-    )
+    assert err.startswith("python -m sim.planner_eval: error: ") and "missing does not exist" in err
     assert planner_eval.main(["--checkpoint", str(tmp_path), "--tasks", "stack"]) == 2
     assert "unknown task 'stack'" in capsys.readouterr().err
     assert planner_eval.main(["--checkpoint", str(tmp_path), "--config", "huge"]) == 2

@@ -10,8 +10,20 @@ from sim.envspec import EnvSpecError, parse_env
 from sim.rollout import VIDEO_VIEW_SIZE, latency_summary, video_panels
 from sim.tasks import list_tasks
 
-EPISODE_FIELDS = {"task", "episode", "seed", "instruction", "success", "steps", "subtasks", "planner_updates",
-                  "video", "error", "wall_s", "worker"}
+EPISODE_FIELDS = {
+    "task",
+    "episode",
+    "seed",
+    "instruction",
+    "success",
+    "steps",
+    "subtasks",
+    "planner_updates",
+    "video",
+    "error",
+    "wall_s",
+    "worker",
+}
 STAGES = {"pick_place": 1, "two_stage": 2}
 
 
@@ -24,13 +36,20 @@ def _rollout(tmp_path, *args) -> tuple[int, dict | None]:
 
 @pytest.mark.parametrize("task", list_tasks())
 def test_scripted_rollout_solves_each_builtin_task(tmp_path, capsys, task):
-    rc, results = _rollout(tmp_path, "--env", f"builtin:{task}", "--policy", "scripted", "--episodes", "3",
-                           "--seed", "20")
+    rc, results = _rollout(
+        tmp_path, "--env", f"builtin:{task}", "--policy", "scripted", "--episodes", "3", "--seed", "20"
+    )
     assert rc == 0
     assert results["success_rate"] == 1.0
     assert set(results) >= {"success_rate", "episodes", "per_task", "latency_ms", "env_step_ms", "config"}
-    assert results["per_task"] == {task: {"episodes": 3, "successes": 3, "success_rate": 1.0,
-                                          "mean_steps": pytest.approx(results["per_task"][task]["mean_steps"])}}
+    assert results["per_task"] == {
+        task: {
+            "episodes": 3,
+            "successes": 3,
+            "success_rate": 1.0,
+            "mean_steps": pytest.approx(results["per_task"][task]["mean_steps"]),
+        }
+    }
     assert {"count", "mean", "p50", "p90", "p99", "max"} <= set(results["latency_ms"])
     assert [e["seed"] for e in results["episodes"]] == [20, 21, 22]
     for episode in results["episodes"]:
@@ -50,8 +69,21 @@ def test_scripted_rollout_solves_each_builtin_task(tmp_path, capsys, task):
 
 
 def test_scripted_rollout_writes_captioned_videos_with_workers(tmp_path):
-    rc, results = _rollout(tmp_path, "--env", "builtin:all", "--policy", "scripted", "--episodes", "1", "--video",
-                           "--workers", "2", "--image-size", "64", "--quiet")
+    rc, results = _rollout(
+        tmp_path,
+        "--env",
+        "builtin:all",
+        "--policy",
+        "scripted",
+        "--episodes",
+        "1",
+        "--video",
+        "--workers",
+        "2",
+        "--image-size",
+        "64",
+        "--quiet",
+    )
     assert rc == 0 and results["success_rate"] == 1.0
     assert sorted(results["per_task"]) == list_tasks()
     assert results["config"]["workers"] == 2
@@ -90,8 +122,19 @@ def test_video_panels_show_the_views_beside_the_policy_input():
 
 
 def test_same_scene_rollout_repeats_one_seed(tmp_path):
-    rc, results = _rollout(tmp_path, "--env", "builtin:pick_place", "--policy", "scripted", "--episodes", "2",
-                           "--seed", "9", "--same-scene", "--quiet")
+    rc, results = _rollout(
+        tmp_path,
+        "--env",
+        "builtin:pick_place",
+        "--policy",
+        "scripted",
+        "--episodes",
+        "2",
+        "--seed",
+        "9",
+        "--same-scene",
+        "--quiet",
+    )
     assert rc == 0 and [e["seed"] for e in results["episodes"]] == [9, 9]
 
 
@@ -138,8 +181,9 @@ def test_rollout_cli_rejects_bad_input_in_one_line(tmp_path, capsys, argv, messa
 
 @pytest.mark.slow
 def test_scripted_experts_succeed_on_50_episodes_per_task(tmp_path):
-    rc, results = _rollout(tmp_path, "--env", "builtin:all", "--policy", "scripted", "--episodes", "50",
-                           "--workers", "2", "--quiet")
+    rc, results = _rollout(
+        tmp_path, "--env", "builtin:all", "--policy", "scripted", "--episodes", "50", "--workers", "2", "--quiet"
+    )
     assert rc == 0
     for task, row in results["per_task"].items():
         assert row["episodes"] == 50 and row["success_rate"] >= 0.95, (task, row)

@@ -7,16 +7,34 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from fake_runtime import FakeRuntime
 from grpc_serving import serving
+
 from runtime.cli import main as cli_main
 from runtime.wire import image_to_numpy, tensor_to_numpy
 
 
 def _rollout(address: str, out, *extra: str) -> int:
-    return cli_main(["rollout", "--env", "builtin:pick_place", "--server", address, "--out", str(out),
-                     "--image-size", "64", "--max-steps", "12", "--replan-steps", "5", "--timeout", "10", *extra])
+    return cli_main(
+        [
+            "rollout",
+            "--env",
+            "builtin:pick_place",
+            "--server",
+            address,
+            "--out",
+            str(out),
+            "--image-size",
+            "64",
+            "--max-steps",
+            "12",
+            "--replan-steps",
+            "5",
+            "--timeout",
+            "10",
+            *extra,
+        ]
+    )
 
 
 def test_each_episode_is_a_session_replanned_every_few_steps(tmp_path, capsys):
@@ -36,8 +54,10 @@ def test_each_episode_is_a_session_replanned_every_few_steps(tmp_path, capsys):
             assert o.task.startswith("put the ")
     first, second = results["episodes"]
     assert [first["seed"], second["seed"]] == [5, 6] and first["steps"] == second["steps"] == 12
-    assert first["subtasks"] == [{"step": 0, "text": "reach for it", "version": 1},
-                                 {"step": 10, "text": "grasp it", "version": 2}]
+    assert first["subtasks"] == [
+        {"step": 0, "text": "reach for it", "version": 1},
+        {"step": 10, "text": "grasp it", "version": 2},
+    ]
     assert first["planner_updates"] == 2
     assert results["latency_ms"]["count"] == 6 and results["server_ms"]["p50"] == 2.0
     assert "[pick_place ep 0 seed 5] step   0: reach for it" in printed
@@ -56,8 +76,10 @@ def test_the_actions_of_the_chunks_reach_the_env(tmp_path):
 def test_worker_processes_share_one_runtime(tmp_path):
     fake = FakeRuntime()
     with serving(fake) as address:
-        assert _rollout(address, tmp_path / "run", "--env", "builtin:all", "--episodes", "1", "--workers", "2",
-                        "--quiet") == 0
+        assert (
+            _rollout(address, tmp_path / "run", "--env", "builtin:all", "--episodes", "1", "--workers", "2", "--quiet")
+            == 0
+        )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(fake.sessions) == 2 and sorted(results["per_task"]) == ["pick_place", "two_stage"]
     assert all(e["error"] is None and e["steps"] == 12 for e in results["episodes"])

@@ -21,9 +21,28 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.mark.slow
 def test_rollout_against_a_local_runtime_runs_end_to_end(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
-    rc = cli_main(["rollout", "--env", "builtin:pick_place", "--episodes", "2", "--workers", "2",
-                   "--checkpoint", str(tiny_checkpoint), "--max-steps", str(MAX_STEPS), "--replan-steps", str(REPLAN),
-                   "--image-size", "96", "--out", str(out), "--video"])
+    rc = cli_main(
+        [
+            "rollout",
+            "--env",
+            "builtin:pick_place",
+            "--episodes",
+            "2",
+            "--workers",
+            "2",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--max-steps",
+            str(MAX_STEPS),
+            "--replan-steps",
+            str(REPLAN),
+            "--image-size",
+            "96",
+            "--out",
+            str(out),
+            "--video",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     results = json.loads((out / "results.json").read_text())

@@ -24,8 +24,7 @@ def _expected_labels(env):
     for obj, con in env.goal.stages:
         o = env.object_spec(obj).description
         c = env.container_spec(con).description
-        labels += [f"move to the {o}", f"grasp the {o}", f"lift the {o}", f"move above the {c}",
-                   f"release the {o}"]
+        labels += [f"move to the {o}", f"grasp the {o}", f"lift the {o}", f"move above the {c}", f"release the {o}"]
     return labels
 
 

@@ -7,8 +7,9 @@ from sim import tasks
 
 
 def _cube_env(**kw):
-    env = tasks.make("pick_place", seed=0, render=False, object_kinds=("cube",), distractors=0,
-                     distractor_container=0.0, **kw)
+    env = tasks.make(
+        "pick_place", seed=0, render=False, object_kinds=("cube",), distractors=0, distractor_container=0.0, **kw
+    )
     env.reset()
     return env
 
@@ -18,9 +19,9 @@ def _set_free_pose(env, body, pos, quat=(1.0, 0.0, 0.0, 0.0)):
     jid = m.body_jntadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body)]
     assert m.jnt_type[jid] == mujoco.mjtJoint.mjJNT_FREE
     adr, dof = m.jnt_qposadr[jid], m.jnt_dofadr[jid]
-    d.qpos[adr:adr + 3] = pos
-    d.qpos[adr + 3:adr + 7] = np.asarray(quat) / np.linalg.norm(quat)
-    d.qvel[dof:dof + 6] = 0.0
+    d.qpos[adr : adr + 3] = pos
+    d.qpos[adr + 3 : adr + 7] = np.asarray(quat) / np.linalg.norm(quat)
+    d.qvel[dof : dof + 6] = 0.0
     mujoco.mj_forward(m, d)
 
 
@@ -55,8 +56,11 @@ def test_dropped_object_comes_to_rest_on_table():
     table = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_GEOM, "table")
     gb = env.model.geom_bodyid
     bid = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, obj)
-    touching = [c for c in env.data.contact[: env.data.ncon]
-                if {c.geom1, c.geom2} & {table} and bid in (gb[c.geom1], gb[c.geom2])]
+    touching = [
+        c
+        for c in env.data.contact[: env.data.ncon]
+        if {c.geom1, c.geom2} & {table} and bid in (gb[c.geom1], gb[c.geom2])
+    ]
     assert touching
 
 

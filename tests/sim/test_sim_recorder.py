@@ -66,8 +66,16 @@ def test_record_writes_a_lerobot_v21_dataset(tmp_path):
     for ep in episodes:
         i, n = ep["episode_index"], ep["length"]
         table = pq.read_table(out / "data" / "chunk-000" / f"episode_{i:06d}.parquet")
-        assert set(table.column_names) == {"observation.state", "action", "timestamp", "frame_index",
-                                           "episode_index", "index", "task_index", "subtask"}
+        assert set(table.column_names) == {
+            "observation.state",
+            "action",
+            "timestamp",
+            "frame_index",
+            "episode_index",
+            "index",
+            "task_index",
+            "subtask",
+        }
         assert table.num_rows == n
         state = np.array(table.column("observation.state").to_pylist(), dtype=np.float32)
         action = np.array(table.column("action").to_pylist(), dtype=np.float32)
@@ -117,8 +125,17 @@ def test_failed_expert_episodes_are_dropped(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError):
         record("pick_place", 1, out, progress=False)
     with pytest.raises(RuntimeError):
-        record("pick_place", 1, tmp_path / "never", seed=0, image_size=32, progress=False, max_steps=2,
-               max_attempts=2, overwrite=True)
+        record(
+            "pick_place",
+            1,
+            tmp_path / "never",
+            seed=0,
+            image_size=32,
+            progress=False,
+            max_steps=2,
+            max_attempts=2,
+            overwrite=True,
+        )
 
 
 def test_record_with_worker_processes_matches_single_process(tmp_path):
@@ -157,7 +174,8 @@ def test_mistakes_miss_the_first_grasp_and_the_labels_show_the_recovery(tmp_path
     def closed_while_moving(out):
         frames = pq.read_table(out / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
         return [
-            i for i, (state, subtask) in enumerate(zip(frames["observation.state"], frames["subtask"]))
+            i
+            for i, (state, subtask) in enumerate(zip(frames["observation.state"], frames["subtask"]))
             if subtask.startswith("move to") and state[6] - state[7] < 0.06
         ]
 
@@ -174,7 +192,9 @@ def test_same_scene_records_one_layout_with_different_perturbations(tmp_path):
     record("pick_place", 3, out, seed=5, image_size=IMG, progress=False, action_noise=0.1, same_scene=True)
     episodes = _read_jsonl(out / "meta" / "episodes.jsonl")
     assert {e["seed"] for e in episodes} == {5} and len({e["tasks"][0] for e in episodes}) == 1
-    starts = [pq.read_table(out / "data" / "chunk-000" / f"episode_{i:06d}.parquet")["observation.state"].to_pylist()
-              for i in range(3)]
+    starts = [
+        pq.read_table(out / "data" / "chunk-000" / f"episode_{i:06d}.parquet")["observation.state"].to_pylist()
+        for i in range(3)
+    ]
     assert starts[0][0] == starts[1][0]  # same scene, same start
     assert starts[0] != starts[1]  # different noise

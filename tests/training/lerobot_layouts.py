@@ -93,10 +93,12 @@ def write_v3(src: pathlib.Path, dst: pathlib.Path, episodes_per_file: int = 2) -
         writer.release()
     pq.write_table(pa.Table.from_pylist(rows), dst / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
     pq.write_table(
-        pa.table({
-            "task_index": [t["task_index"] for t in tasks],
-            "__index_level_0__": [f"unused {t['task']}" for t in tasks],
-        }),
+        pa.table(
+            {
+                "task_index": [t["task_index"] for t in tasks],
+                "__index_level_0__": [f"unused {t['task']}" for t in tasks],
+            }
+        ),
         dst / "meta" / "tasks.parquet",
     )
     info.update(

@@ -6,11 +6,20 @@ from training import filters
 from training.config import ConfigError, config_names, get_config
 
 SEED_CONFIGS = (
-    "pi05_subtask_hybrid", "pi05_subtask_fast", "pi05_action_expert", "pi05_custom_lora", "pi05_reason_lora"
+    "pi05_subtask_hybrid",
+    "pi05_subtask_fast",
+    "pi05_action_expert",
+    "pi05_custom_lora",
+    "pi05_reason_lora",
 )
 
 RECIPE_FIELDS = (
-    "subtask_loss_weight", "fast_loss_weight", "flow_loss_weight", "knowledge_insulation", "trainable", "frozen"
+    "subtask_loss_weight",
+    "fast_loss_weight",
+    "flow_loss_weight",
+    "knowledge_insulation",
+    "trainable",
+    "frozen",
 )
 
 
@@ -42,8 +51,17 @@ def test_every_seed_config_has_a_tiny_twin_with_the_same_recipe():
 def test_set_overrides_nested_fields_by_type():
     config = get_config(
         "pi05_subtask_hybrid_tiny",
-        ["data.path=/data/x", "batch_size=4", "ema_decay=0.99", "lr.peak_lr=1e-3", "data.episodes=[0, 2]",
-         "model.action_horizon=5", "knowledge_insulation=true", "init_from=none", "data.augment=false"],
+        [
+            "data.path=/data/x",
+            "batch_size=4",
+            "ema_decay=0.99",
+            "lr.peak_lr=1e-3",
+            "data.episodes=[0, 2]",
+            "model.action_horizon=5",
+            "knowledge_insulation=true",
+            "init_from=none",
+            "data.augment=false",
+        ],
     )
     assert config.data.path == "/data/x" and config.batch_size == 4 and config.ema_decay == 0.99
     assert config.lr.peak_lr == 1e-3 and config.data.episodes == (0, 2) and config.model.action_horizon == 5

@@ -77,8 +77,14 @@ def test_save_load_and_the_released_file_layout(tokenizer, chunks, tmp_path):
     directory = tmp_path / "released"
     directory.mkdir()
     released._tokenizer.save(str(directory / fast.TOKENIZER_FILE))
-    config = {"processor_class": "UniversalActionProcessor", "scale": 10, "vocab_size": 400, "min_token": low,
-              "action_dim": None, "time_horizon": None}
+    config = {
+        "processor_class": "UniversalActionProcessor",
+        "scale": 10,
+        "vocab_size": 400,
+        "min_token": low,
+        "action_dim": None,
+        "time_horizon": None,
+    }
     (directory / fast.PROCESSOR_CONFIG).write_text(json.dumps(config))
     tok = fast.FastTokenizer.load(directory)
     ids = tok.encode(chunks[7])

@@ -40,9 +40,11 @@ def test_joint_config_overfits(trained_run):
     last = records[-3:]
     subtask = np.mean([r["subtask_ce"] for r in last])
     flow_drop = records[0]["flow_mse"] / np.mean([r["flow_mse"] for r in last])
-    print(f"subtask CE {records[0]['subtask_ce']:.3f} -> {subtask:.4f}, flow MSE {records[0]['flow_mse']:.3f} -> "
-          f"{records[0]['flow_mse'] / flow_drop:.4f} ({flow_drop:.1f}x), FAST CE {records[0]['fast_ce']:.2f} -> "
-          f"{np.mean([r['fast_ce'] for r in last]):.3f}")
+    print(
+        f"subtask CE {records[0]['subtask_ce']:.3f} -> {subtask:.4f}, flow MSE {records[0]['flow_mse']:.3f} -> "
+        f"{records[0]['flow_mse'] / flow_drop:.4f} ({flow_drop:.1f}x), FAST CE {records[0]['fast_ce']:.2f} -> "
+        f"{np.mean([r['fast_ce'] for r in last]):.3f}"
+    )
     assert subtask < 0.1
     assert flow_drop >= 5
     curve = cv2.imread(str(run / "loss_curve.png"))

@@ -62,8 +62,17 @@ def test_resume_after_kill_repeats_the_uninterrupted_run(workspace):
     reference = _train(HYBRID, "straight", [*base, *schedule, "num_train_steps=60"])
 
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa")}
-    command = [sys.executable, "-m", "runtime.cli", "train", HYBRID, "--exp-name", "killed", "--no-progress",
-               *_sets([*base, *schedule, "num_train_steps=1000"])]
+    command = [
+        sys.executable,
+        "-m",
+        "runtime.cli",
+        "train",
+        HYBRID,
+        "--exp-name",
+        "killed",
+        "--no-progress",
+        *_sets([*base, *schedule, "num_train_steps=1000"]),
+    ]
     killed = root / "ckpt" / HYBRID / "killed"
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -76,8 +85,20 @@ def test_resume_after_kill_repeats_the_uninterrupted_run(workspace):
         process.send_signal(signal.SIGKILL)
         process.wait()
 
-    assert main(["train", HYBRID, "--exp-name", "killed", "--resume", "--no-progress",
-                 *_sets([*base, *schedule, "num_train_steps=60"])]) == 0
+    assert (
+        main(
+            [
+                "train",
+                HYBRID,
+                "--exp-name",
+                "killed",
+                "--resume",
+                "--no-progress",
+                *_sets([*base, *schedule, "num_train_steps=60"]),
+            ]
+        )
+        == 0
+    )
     straight, resumed = _records(reference), _records(killed)
     assert sorted(straight) == sorted(resumed)
     for step in sorted(straight):
@@ -119,8 +140,11 @@ def test_lora_keeps_base_weights_and_serves_ema(workspace):
 
     _, base = workspace
     start = _train("pi05_subtask_fast_tiny", "lora_base", [*base, "num_train_steps=1", "save_interval=1"])
-    run = _train("pi05_custom_lora_tiny", "lora", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
-                                                     f"init_from={start}", "ema_decay=0.5"])
+    run = _train(
+        "pi05_custom_lora_tiny",
+        "lora",
+        [*base, "num_train_steps=3", "save_interval=3", "log_interval=1", f"init_from={start}", "ema_decay=0.5"],
+    )
     loaded, after = _params(start / "1"), _params(run / "3")
     lora = [k for k in after if "lora" in k]
     assert lora and all(k not in loaded for k in lora)
@@ -145,8 +169,15 @@ def test_data_parallel_fsdp_on_four_cpu_devices_matches_one_device(workspace):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "MUJOCO_GL": "osmesa"}
     sets = [*base, *steps, "fsdp_devices=2", "fsdp_min_mb=0"]
     for command in (["compute-norm-stats", "--config", HYBRID], ["train", HYBRID, "--exp-name", "mesh"]):
-        result = subprocess.run([sys.executable, "-m", "runtime.cli", *command, *_sets(sets), "--no-progress"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", *command, *_sets(sets), "--no-progress"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         if command[0] == "train":
             assert "FSDP: " in result.stderr and "FSDP: 0 of" not in result.stderr
@@ -167,8 +198,11 @@ def reasoning_run(workspace, recorded_dataset):
     cot = root / "cot_simple.json"
     dataset = LeRobotDataset(recorded_dataset, 10)
     document = write_cot(dataset, cot)
-    run = _train("pi05_reason_lora_tiny", "reason", [*base, "num_train_steps=3", "save_interval=3", "log_interval=1",
-                                                     f"data.reasoning_json={cot}"])
+    run = _train(
+        "pi05_reason_lora_tiny",
+        "reason",
+        [*base, "num_train_steps=3", "save_interval=3", "log_interval=1", f"data.reasoning_json={cot}"],
+    )
     return run, dataset, document
 
 
@@ -191,8 +225,24 @@ def test_reasoning_config_trains_text_and_flow(workspace, reasoning_run, capsys)
     assert cv2.imwrite(str(png), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     instruction = document[str(frame.episode_index)]["segments"][0]["content"]
     capsys.readouterr()
-    assert main(["plan", "--checkpoint", str(run / "3"), "--reasoning", "--json", "--max-tokens", "8",
-                 "--image", f"base_0_rgb={png}", "--task", instruction]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--checkpoint",
+                str(run / "3"),
+                "--reasoning",
+                "--json",
+                "--max-tokens",
+                "8",
+                "--image",
+                f"base_0_rgb={png}",
+                "--task",
+                instruction,
+            ]
+        )
+        == 0
+    )
     step = json.loads(capsys.readouterr().out)
     assert step["decision"] in ("think", "act") and np.isfinite(step["margin"])
     engine = ChunkEngine.from_model_dir(ModelDir.open(run / "3"), EngineConfig(action_dims=7, reasoning=True))
@@ -216,8 +266,10 @@ def test_serve_reasoning_streams_chunks_on_the_first_context_or_a_thought(reason
     first = dataset.frame(0)
     context = reasoning_first_context(first.task)
     assert context == document[str(first.episode_index)]["segments"][0]["content"]
-    with run_server(run / "3", tmp_path, "--reasoning", "--max-tokens", "8") as server, \
-            grpc.insecure_channel(server.address) as channel:
+    with (
+        run_server(run / "3", tmp_path, "--reasoning", "--max-tokens", "8") as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
         stream = Stream(channel, task=first.task, session_id="arm")
         chunks = []
 
