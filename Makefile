@@ -74,10 +74,12 @@ sysdeps:
 test: $(STAMP) sysdeps lint
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q
 
-# ruff's lint rules and formatting (configured in pyproject.toml); `ruff format .` fixes the formatting.
+# ruff's lint rules and formatting, and the import contract of the layers (both configured in pyproject.toml);
+# `ruff format .` fixes the formatting.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test-slow: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q -m slow

@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "runtime")]
 
 from hostile import Bystander, attack, hostile_cases, report, rss_mb, sessions_open, takeover_attempts  # noqa: E402
 
-from runtime.cli import main as cli_main  # noqa: E402
+from app.cli import main as cli_main  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
 
 MAX_RSS_GROWTH_MB = 50.0

@@ -49,12 +49,12 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
+from client.robot_client import RobotClient  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
-from runtime.client import RobotClient  # noqa: E402
+from protos.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
 from runtime.serve import set_cpu_affinity  # noqa: E402
-from runtime.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
 
 TASK = "put the red cube in the bowl"
 
@@ -164,7 +164,7 @@ class EchoRuntime(pb_grpc.RobotRuntimeServicer):
 
 
 def run_echo_server(port: int, state_dims: int, pause_ms: float) -> None:
-    from runtime.grpc_server import server_options
+    from protos.grpc_server import server_options
     from runtime.serve import run_async
 
     async def main():
@@ -244,7 +244,7 @@ def interference(
         [
             sys.executable,
             "-m",
-            "runtime.cli",
+            "app.cli",
             "serve-planner",
             "--checkpoint",
             str(checkpoint),
@@ -320,7 +320,7 @@ def main() -> None:
         workdir = pathlib.Path(tmp)
         checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else workdir / "tiny"
         if not args.checkpoint:
-            from runtime.cli import main as cli
+            from app.cli import main as cli
 
             cli(["init-checkpoint", "--config", "tiny", "--out", str(checkpoint)])
         from policy.model_dir import ModelDir

@@ -156,10 +156,10 @@ def ask_server(
     """The same query answered by a running planner process (`robot-runtime serve-planner`)."""
     import grpc
 
+    from protos.grpc_server import auth_metadata, channel_options
     from protos.robot_runtime.v1 import runtime_pb2 as pb
     from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-    from runtime.grpc_server import auth_metadata, channel_options
-    from runtime.wire import numpy_to_image
+    from protos.wire import numpy_to_image
 
     if not task.strip():
         raise QueryError("--task is empty; say what the robot should do")

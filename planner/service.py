@@ -22,8 +22,8 @@ from planner.reasoning import ReasoningSessions
 from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime.stats import Stats
-from runtime.wire import WireError, float_vector, image_to_numpy, quoted
+from protos.stats import Stats
+from protos.wire import WireError, float_vector, image_to_numpy, quoted
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class PlannerService(pb_grpc.PlannerServicer):
     async def Plan(self, request: pb.PlanRequest, context: grpc.aio.ServicerContext) -> pb.PlanReply:
         try:
             return await self.plan(request)
-        except UserFacingError as err:
+        except (UserFacingError, WireError) as err:
             self._stats.count("errors")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
 
@@ -90,7 +90,7 @@ class PlannerService(pb_grpc.PlannerServicer):
         async for request in request_iterator:
             try:
                 yield await self.plan(request)
-            except UserFacingError as err:
+            except (UserFacingError, WireError) as err:
                 self._stats.count("errors")
                 log.warning("planner link: rejected observation of %s: %s", request.session_id, err)
                 yield pb.PlanReply(session_id=request.session_id, observation_step=request.observation_step)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from actor.engine import ChunkRequest, ChunkResult, InvalidRequest
-from runtime.stats import Stats
+from protos.stats import Stats
 
 
 class Dropped(Exception):

@@ -11,9 +11,9 @@ import contextlib
 import dataclasses
 
 from actor.engine import ChunkRequest, ChunkTimings
+from protos.stats import Stats
 from runtime.batcher import ChunkBatcher
 from runtime.sessions import Session
-from runtime.stats import Stats
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,7 +72,7 @@ def serve_process(
         cmd = [
             sys.executable,
             "-m",
-            "runtime.cli",
+            "app.cli",
             "serve",
             "--checkpoint",
             str(checkpoint),

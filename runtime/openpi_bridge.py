@@ -42,11 +42,11 @@ from websockets.http11 import Request, Response
 from actor.engine import InvalidRequest
 from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.stats import Stats
+from protos.wire import WireError, numpy_to_image, numpy_to_tensor
 from runtime.batcher import ChunkBatcher
 from runtime.chunks import ChunkMaker
 from runtime.sessions import Session, SessionRegistry
-from runtime.stats import Stats
-from runtime.wire import WireError, numpy_to_image, numpy_to_tensor
 
 log = logging.getLogger(__name__)
 _ws_log = log.getChild("websockets")

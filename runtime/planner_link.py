@@ -16,8 +16,8 @@ from collections.abc import Callable
 import grpc
 
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from protos.stats import Stats
 from runtime.sessions import Session, SessionRegistry
-from runtime.stats import Stats
 
 log = logging.getLogger(__name__)
 

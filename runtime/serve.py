@@ -28,11 +28,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from policy.model_dir import ModelDir
+from protos import grpc_server
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS, grpc_server
+from protos.stats import Stats
+from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
-from runtime.stats import Stats
 
 log = logging.getLogger("robot_runtime")
 
@@ -224,7 +225,7 @@ class PlannerSupervisor:
 
     def command(self) -> list[str]:
         o = self._options
-        cmd = [sys.executable, "-m", "runtime.cli", "serve-planner", *o.model.cli_args(), "--address", self.address]
+        cmd = [sys.executable, "-m", "app.cli", "serve-planner", *o.model.cli_args(), "--address", self.address]
         cmd += ["--max-message-mb", str(o.max_message_mb)]
         if o.planner_max_tokens is not None:
             cmd += ["--max-tokens", str(o.planner_max_tokens)]

@@ -19,11 +19,11 @@ import numpy as np
 from actor.engine import InvalidRequest
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from protos.stats import Stats
+from protos.wire import WireError, needs_decoding, numpy_to_tensor
 from runtime.batcher import ChunkBatcher, Dropped
 from runtime.chunks import ChunkMaker
 from runtime.sessions import Session, SessionInUse, SessionRegistry
-from runtime.stats import Stats
-from runtime.wire import WireError, needs_decoding, numpy_to_tensor
 
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT_S = 30.0

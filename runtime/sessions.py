@@ -28,7 +28,7 @@ from actor.engine import ChunkRequest, Leftover
 from policy.errors import UserFacingError
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
+from protos.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
 
 DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
 MAX_TASK_CHARS = 512

@@ -6,7 +6,7 @@
                                     out_dir=pathlib.Path("runs/x")))
 
 Policies: "scripted" runs the built-in experts (privileged state, no server) to validate the tasks; "remote"
-makes every episode a robot session with a runtime over gRPC (`runtime.client.RobotClient`), asking for a
+makes every episode a robot session with a runtime over gRPC (`client.robot_client.RobotClient`), asking for a
 chunk every `replan_steps` control steps (openpi's LIBERO protocol; sim time stands still while it waits).
 
 Workers are spawned processes (MuJoCo's GL contexts do not survive a fork), each with its own envs and its
@@ -235,7 +235,7 @@ def _runtime_error(address: str, err: Exception) -> RolloutError:
 
 def check_runtime(spec: PolicySpec) -> tuple[str, ...]:
     """Fails fast, before any worker starts, unless the runtime answers and fits the sim → its cameras."""
-    from runtime.client import RobotClient, RuntimeClientError
+    from client.robot_client import RobotClient, RuntimeClientError
 
     client = RobotClient(spec.address, "rollout probe", token=spec.token, timeout_s=min(spec.timeout_s, 15.0))
     try:
@@ -276,8 +276,8 @@ class RemotePolicy:
         self._server: list[float] = []
 
     def begin(self, job: Job, obs: Observation) -> None:
-        from runtime.action_queue import ActionQueue
-        from runtime.client import RobotClient, RuntimeClientError
+        from client.action_queue import ActionQueue
+        from client.robot_client import RobotClient, RuntimeClientError
 
         self._client = RobotClient(
             self.spec.address,
@@ -296,7 +296,7 @@ class RemotePolicy:
         self._round_trip, self._server = [], []
 
     def act(self, obs: Observation) -> tuple[np.ndarray, str, int]:
-        from runtime.client import RuntimeClientError
+        from client.robot_client import RuntimeClientError
 
         if self._queue.needs_chunk():
             images = {camera: obs.images[camera] for camera in self._cameras}

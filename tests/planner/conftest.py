@@ -27,7 +27,7 @@ TASKS = (
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    from runtime.cli import main
+    from app.cli import main
 
     out = tmp_path_factory.mktemp("planner") / "tiny_ckpt"
     assert main(["init-checkpoint", "--config", "tiny", "--out", str(out)]) == 0

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from app.cli import main
 from planner.query import read_rgb
-from runtime.cli import main
 
 MAX_TOKENS = "6"  # the decoder tests' length, so the compiled decode loop is shared
 

@@ -33,7 +33,7 @@ from policy.prompts import (
     tokenize_reasoning_prompt,
 )
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.wire import numpy_to_image
+from protos.wire import numpy_to_image
 
 EMBEDDING = "PaliGemma/llm/embedder/input_embedding"
 # Below the protocol's ids of the tiny 512-token vocabulary (380, 381, 382), as training requires.

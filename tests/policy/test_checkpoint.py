@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
+from app.cli import main
 from policy.checkpoint import CheckpointError, flatten, load_params, model_from_params, save_params, unflatten
-from runtime.cli import main
 
 
 @pytest.fixture(scope="module")

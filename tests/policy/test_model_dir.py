@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from app.cli import main
 from policy.checkpoint import CheckpointError, flatten, load_params
 from policy.model_dir import ModelDir
 from policy.tokenizer import TextTokenizer
-from runtime.cli import main
 
 
 @pytest.fixture(scope="module")

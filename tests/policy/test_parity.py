@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from app.cli import main
 from policy import decoding
 from policy.checkpoint import save_params
 from policy.parity import check_parity, config_from_meta
-from runtime.cli import main
 
 
 def test_shared_openpi_fixture_passes_through_the_console_script(shared_fixture):

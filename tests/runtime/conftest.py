@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from server_process import run_server
 
-from runtime.cli import main as cli_main
+from app.cli import main as cli_main
 
 
 @pytest.fixture(scope="session")

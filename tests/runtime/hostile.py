@@ -27,9 +27,9 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 
+from client.robot_client import RobotClient
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.client import RobotClient
-from runtime.wire import numpy_to_image, numpy_to_tensor
+from protos.wire import numpy_to_image, numpy_to_tensor
 
 STATUS_TIMEOUT_S = 5.0
 TASK = "put the red cube in the bowl"

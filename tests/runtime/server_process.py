@@ -13,8 +13,8 @@ import pytest
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from protos.wire import numpy_to_image, numpy_to_tensor
 from runtime.launch import serve_process
-from runtime.wire import numpy_to_image, numpy_to_tensor
 
 TASK = "put the red cube in the bowl"
 

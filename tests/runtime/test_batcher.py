@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from actor.engine import ChunkRequest, ChunkResult, ChunkTimings, InvalidRequest
+from protos.stats import Stats
 from runtime.batcher import ChunkBatcher, Dropped
-from runtime.stats import Stats
 
 
 def request(task: str) -> ChunkRequest:

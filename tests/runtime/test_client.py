@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from grpc_serving import serving
 
+from client.action_queue import ActionQueue, RtcRequest
+from client.robot_client import RobotClient, RuntimeClientError
+from protos.grpc_server import auth_metadata
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime.action_queue import ActionQueue, RtcRequest
-from runtime.client import RobotClient, RuntimeClientError
-from runtime.grpc_server import auth_metadata
-from runtime.wire import numpy_to_tensor
+from protos.wire import numpy_to_tensor
 
 TASK = "put the red cube in the bowl"
 IMAGE_SIDE = 32

@@ -9,10 +9,10 @@ import logging
 import grpc
 import pytest
 
+from protos import grpc_server
+from protos.grpc_server import Security, add_service, auth_metadata, is_loopback, read_token, warn_if_exposed
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime import grpc_server
-from runtime.grpc_server import Security, add_service, auth_metadata, is_loopback, read_token, warn_if_exposed
-from runtime.wire import WireError
+from protos.wire import WireError
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RobotRuntime"]
 GARBAGE = b"\xff\xff\xff\xff not a protobuf"
@@ -80,7 +80,7 @@ def _stream(*payloads: bytes):
 
 def test_undecodable_requests_get_invalid_argument_and_one_log_line(caplog):
     first_open = pb.SessionRequest(open=pb.SessionOpen(session_id="a")).SerializeToString()
-    with caplog.at_level(logging.WARNING, "runtime.grpc_server"):
+    with caplog.at_level(logging.WARNING, "protos.grpc_server"):
         results = asyncio.run(
             _call(
                 None,
@@ -99,7 +99,7 @@ def test_undecodable_requests_get_invalid_argument_and_one_log_line(caplog):
         code, details = results[index]
         assert (code, "not a valid" in details) == (grpc.StatusCode.INVALID_ARGUMENT, True), index
     assert results[2] == (grpc.StatusCode.INVALID_ARGUMENT, "stats: a handler's own WireError")
-    lines = [r for r in caplog.records if r.name == "runtime.grpc_server"]
+    lines = [r for r in caplog.records if r.name == "protos.grpc_server"]
     assert len(lines) == 1 and "Traceback" not in caplog.text
 
 
@@ -145,7 +145,7 @@ def test_token_file_and_environment(tmp_path, monkeypatch):
     ],
 )
 def test_a_token_without_tls_warns_unless_loopback(address, loopback, caplog):
-    with caplog.at_level(logging.WARNING, "runtime.grpc_server"):
+    with caplog.at_level(logging.WARNING, "protos.grpc_server"):
         warn_if_exposed(address, Security(token="secret"))
         warn_if_exposed(address, Security())
     assert is_loopback(address) == loopback

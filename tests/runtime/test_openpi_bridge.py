@@ -28,11 +28,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from actor.engine import ChunkResult, ChunkTimings
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
+from protos.stats import Stats
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
 from runtime.launch import ServerProcess
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings
-from runtime.stats import Stats
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 Client = websocket_client_policy.WebsocketClientPolicy

@@ -17,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from server_process import Stream, good_observation, run_server, runtime_stats, wait_until
 
+from app.cli import main as cli_main
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime.cli import main as cli_main
-from runtime.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
+from protos.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
 
 
 @pytest.fixture(scope="module")

@@ -134,14 +134,14 @@ def test_plan_cli_asks_a_running_planner(tiny_checkpoint, tmp_path, capsys):
     import cv2
     import numpy as np
 
-    from runtime.cli import main
+    from app.cli import main
 
     port = free_port()
     planner = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "runtime.cli",
+            "app.cli",
             "serve-planner",
             "--checkpoint",
             str(tiny_checkpoint),

@@ -9,9 +9,9 @@ import pathlib
 import numpy as np
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
+from protos.wire import numpy_to_image
 from runtime.serve import ModelSource, PlannerSupervisor, RuntimeOptions
 from runtime.sessions import SessionRegistry, SessionSettings
-from runtime.wire import numpy_to_image
 
 SETTINGS = SessionSettings({"agentview": "base_0_rgb"}, state_dims=8, action_dims=7, action_horizon=10)
 TASK = "put the bowl on the plate"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from runtime.wire import MAX_IMAGE_SIDE, WireError, encoded_image_size, image_to_numpy, numpy_to_image, tensor_to_numpy
+from protos.wire import MAX_IMAGE_SIDE, WireError, encoded_image_size, image_to_numpy, numpy_to_image, tensor_to_numpy
 
 
 @pytest.mark.parametrize(

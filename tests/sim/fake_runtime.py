@@ -9,7 +9,7 @@ import numpy as np
 
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime.wire import numpy_to_tensor
+from protos.wire import numpy_to_tensor
 
 HORIZON = 8
 SUBTASKS = {0: "reach for it", 2: "grasp it"}  # session observation step -> planner update

@@ -1,12 +1,12 @@
-"""`python -m sim.actor_eval`: the move-fit figures, and one run on a random tiny checkpoint."""
+"""`python -m app.actor_eval`: the move-fit figures, and one run on a random tiny checkpoint."""
 
 import json
 
 import numpy as np
 import pytest
 
-from runtime.cli import main as cli_main
-from sim import actor_eval
+from app import actor_eval
+from app.cli import main as cli_main
 
 
 def test_move_fit_scores_a_perfect_an_opposite_and_a_still_actor():

@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
+from app.cli import main as cli_main
 from policy.model_dir import ModelDir
-from runtime.cli import main as cli_main
 from training.config import get_config
 
 BUNDLE = pathlib.Path(__file__).resolve().parents[2] / "bundles" / "builtin"
@@ -74,7 +74,7 @@ def test_bundle_solves_held_out_episodes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bundle_planner_names_the_experts_subtask_on_held_out_frames(tmp_path, capsys):
-    from sim.planner_eval import main as planner_eval
+    from app.planner_eval import main as planner_eval
 
     out = tmp_path / "planner.json"
     assert planner_eval(["--checkpoint", str(BUNDLE), "--episodes", "25", "--json", str(out)]) == 0

@@ -5,7 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from runtime.cli import main as cli_main
+from app.cli import main as cli_main
 
 IMG = 48
 COLUMNS = {"observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index", "subtask"}

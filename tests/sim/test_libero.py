@@ -9,7 +9,7 @@ import pytest
 from fake_runtime import FakeRuntime
 from grpc_serving import serving
 
-from runtime.cli import main as cli_main
+from app.cli import main as cli_main
 from sim import libero
 from sim.episode import Job
 

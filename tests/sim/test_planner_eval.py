@@ -1,11 +1,11 @@
-"""`python -m sim.planner_eval`: the exact-match metric, and one end-to-end run on a random tiny checkpoint."""
+"""`python -m app.planner_eval`: the exact-match metric, and one end-to-end run on a random tiny checkpoint."""
 
 import json
 
 import pytest
 
-from runtime.cli import main as cli_main
-from sim import planner_eval
+from app import planner_eval
+from app.cli import main as cli_main
 from sim.expert import run_episode
 from sim.tasks import make
 
@@ -127,7 +127,7 @@ def test_one_episode_end_to_end(tiny_checkpoint, tmp_path, capsys):
 def test_a_wrong_checkpoint_dir_is_one_error_line(tmp_path, capsys):
     assert planner_eval.main(["--checkpoint", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m sim.planner_eval: error: ") and "missing does not exist" in err
+    assert err.startswith("python -m app.planner_eval: error: ") and "missing does not exist" in err
     assert planner_eval.main(["--checkpoint", str(tmp_path), "--tasks", "stack"]) == 2
     assert "unknown task 'stack'" in capsys.readouterr().err
     assert planner_eval.main(["--checkpoint", str(tmp_path), "--config", "huge"]) == 2

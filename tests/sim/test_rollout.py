@@ -5,7 +5,7 @@ import json
 import cv2
 import pytest
 
-from runtime.cli import main as cli_main
+from app.cli import main as cli_main
 from sim.envspec import EnvSpecError, parse_env
 from sim.rollout import VIDEO_VIEW_SIZE, latency_summary, video_panels
 from sim.tasks import list_tasks

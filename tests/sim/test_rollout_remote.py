@@ -10,8 +10,8 @@ import numpy as np
 from fake_runtime import FakeRuntime
 from grpc_serving import serving
 
-from runtime.cli import main as cli_main
-from runtime.wire import image_to_numpy, tensor_to_numpy
+from app.cli import main as cli_main
+from protos.wire import image_to_numpy, tensor_to_numpy
 
 
 def _rollout(address: str, out, *extra: str) -> int:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from runtime.cli import main as cli_main
+from app.cli import main as cli_main
 
 MAX_STEPS = 12
 REPLAN = 4

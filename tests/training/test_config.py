@@ -1,7 +1,7 @@
 import pytest
 
+from app.cli import main
 from policy.checkpoint import param_shapes
-from runtime.cli import main
 from training import filters
 from training.config import ConfigError, config_names, get_config
 

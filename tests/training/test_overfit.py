@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.cli import main
+from app.cli import main
 
 CONFIG = "pi05_subtask_hybrid_tiny"
 STEPS = 400
@@ -164,7 +164,7 @@ def test_robot_runtime_serve_plans_the_trained_subtask(trained_run, recorded_dat
 
     import grpc
 
-    from runtime.wire import numpy_to_image, numpy_to_tensor
+    from protos.wire import numpy_to_image, numpy_to_tensor
     from training.lerobot import LeRobotDataset
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "runtime"))

@@ -23,8 +23,8 @@ import time
 import numpy as np
 import pytest
 
+from app.cli import main
 from policy.checkpoint import flatten, load_params
-from runtime.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_resume_after_kill_repeats_the_uninterrupted_run(workspace):
     command = [
         sys.executable,
         "-m",
-        "runtime.cli",
+        "app.cli",
         "train",
         HYBRID,
         "--exp-name",
@@ -170,7 +170,7 @@ def test_data_parallel_fsdp_on_four_cpu_devices_matches_one_device(workspace):
     sets = [*base, *steps, "fsdp_devices=2", "fsdp_min_mb=0"]
     for command in (["compute-norm-stats", "--config", HYBRID], ["train", HYBRID, "--exp-name", "mesh"]):
         result = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", *command, *_sets(sets), "--no-progress"],
+            [sys.executable, "-m", "app.cli", *command, *_sets(sets), "--no-progress"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -257,7 +257,7 @@ def test_serve_reasoning_streams_chunks_on_the_first_context_or_a_thought(reason
 
     from policy.prompts import reasoning_first_context
     from protos.robot_runtime.v1 import runtime_pb2 as pb
-    from runtime.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
+    from protos.wire import numpy_to_image, numpy_to_tensor, tensor_to_numpy
 
     sys.path.insert(0, str(ROOT / "tests" / "runtime"))
     from server_process import Stream, run_server, runtime_stats, wait_until

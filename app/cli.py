@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from policy.errors import UserFacingError
+from protos.wire import WireError
 from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
 
 
@@ -105,7 +106,7 @@ def _model_source(args: argparse.Namespace):
 def _security(args: argparse.Namespace):
     import pathlib
 
-    from runtime.grpc_server import Security
+    from protos.grpc_server import Security
 
     try:
         return Security(
@@ -119,7 +120,7 @@ def _security(args: argparse.Namespace):
 
 def _token(args: argparse.Namespace) -> str | None:
     """--token, else --token-file, else ROBOT_RUNTIME_TOKEN (the file and the variable stay out of `ps`)."""
-    from runtime.grpc_server import read_token
+    from protos.grpc_server import read_token
 
     if args.token:
         return args.token
@@ -288,8 +289,8 @@ def _rollout(args: argparse.Namespace) -> int:
     import pathlib
     import time
 
+    from app.local_server import ServerStartError, local_server
     from sim.envspec import EnvSpecError, parse_env
-    from sim.local_server import ServerStartError, local_server
     from sim.rollout import RolloutConfig, RolloutError, format_table, plan_jobs, rollout
 
     try:
@@ -604,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (UserFacingError, FileNotFoundError) as err:
+    except (UserFacingError, WireError, FileNotFoundError) as err:
         print(f"robot-runtime {args.command}: error: {err}", file=sys.stderr)
         return 2
 

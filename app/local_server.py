@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
-from runtime.grpc_server import TOKEN_ENV
+from protos.grpc_server import TOKEN_ENV
 from runtime.launch import ServerStartError, serve_process
 from sim.episode import ACTION_DIMS, STATE_DIMS
 

@@ -26,7 +26,7 @@ from google.protobuf import descriptor, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from runtime.wire import WireError
+from protos.wire import WireError
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """How well the actor reproduces the scripted expert's next action, teacher-forced, on scenes it trained on and
 on held-out ones: a minute-long offline figure for the closed-loop failures a rollout shows.
 
-    python -m sim.actor_eval --checkpoint DIR [--tasks pick_place two_stage] [--episodes 4]
+    python -m app.actor_eval --checkpoint DIR [--tasks pick_place two_stage] [--episodes 4]
         [--train-seed 100000] [--heldout-seed 0] [--every 3] [--batch 16]
 
-Frames come from clean expert episodes (`sim.planner_eval.collect_frames`), the actor gets the expert's own
+Frames come from clean expert episodes (`app.planner_eval.collect_frames`), the actor gets the expert's own
 subtask as its subtask (so planner errors do not count) and the checkpoint's serving noise scale, with a fixed
 seed. Per phase of the subtask ("move to", "grasp", ...) it reports, for the first action of each chunk: the
 position error (Euclidean, robot units), the expert's step size, and the cosine between the two moves; and
@@ -25,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+from app.planner_eval import DEFAULT_TASKS, Frame, collect_frames, phase_of
 from policy.errors import UserFacingError
 from policy.model_dir import ModelDir
 from sim.episode import ACTION_DIMS
-from sim.planner_eval import DEFAULT_TASKS, Frame, collect_frames, phase_of
 
 TRAIN_SEED = 100_000  # bundles/recreate_builtin.sh records from here
 HELDOUT_SEED = 0  # rollouts start here
@@ -104,7 +104,7 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.actor_eval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.actor_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, type=pathlib.Path, help="model directory")
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), metavar="TASK")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per task and split")

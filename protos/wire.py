@@ -14,7 +14,6 @@ import struct
 import cv2
 import numpy as np
 
-from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 
 MAX_IMAGE_SIDE = 4096
@@ -25,8 +24,9 @@ MAX_QUOTED_CHARS = 64
 _TENSOR_DTYPES = {"float32", "float64", "float16", "int32", "int64", "uint8", "bool"}
 
 
-class WireError(UserFacingError):
-    """Invalid input on the wire; `field` is the message path of the offending field."""
+class WireError(ValueError):
+    """Invalid input on the wire; `field` is the message path of the offending field. A message for the user,
+    like `policy.errors.UserFacingError` (the wire layer imports nothing of the policy's)."""
 
     def __init__(self, field: str, message: str):
         super().__init__(bounded(f"{field}: {message}"))

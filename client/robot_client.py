@@ -35,11 +35,11 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
+from client.action_queue import RtcRequest
+from protos.grpc_server import auth_metadata, channel_options
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from runtime.action_queue import RtcRequest
-from runtime.grpc_server import auth_metadata, channel_options
-from runtime.wire import WireError, numpy_to_image, numpy_to_tensor, tensor_to_numpy
+from protos.wire import WireError, numpy_to_image, numpy_to_tensor, tensor_to_numpy
 
 log = logging.getLogger(__name__)
 

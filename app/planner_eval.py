@@ -1,6 +1,6 @@
 """How often the planner names the scripted expert's subtask on held-out frames, and how fast it decodes.
 
-    python -m sim.planner_eval --checkpoint DIR [--tokenizer PATH] [--tasks pick_place two_stage]
+    python -m app.planner_eval --checkpoint DIR [--tokenizer PATH] [--tasks pick_place two_stage]
         [--episodes 10] [--seed 5000] [--every 1] [--batch 16] [--max-tokens 20] [--config NAME]
         [--json OUT]
 
@@ -333,7 +333,7 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.planner_eval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.planner_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, type=pathlib.Path, help="model directory")
     parser.add_argument(
         "--tokenizer",
