@@ -45,6 +45,8 @@ def test_joint_config_overfits(trained_run):
         f"{records[0]['flow_mse'] / flow_drop:.4f} ({flow_drop:.1f}x), FAST CE {records[0]['fast_ce']:.2f} -> "
         f"{np.mean([r['fast_ce'] for r in last]):.3f}"
     )
+    # Training is deterministic (test_determinism.py), so these figures change only with the lock: under
+    # requirements/lock.txt, subtask CE 0.059 and a 20.8x flow drop; another day's versions once gave 0.104.
     assert subtask < 0.1
     assert flow_drop >= 5
     curve = cv2.imread(str(run / "loss_curve.png"))
