@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from sim.expert import GRASP, RELEASE
 
@@ -270,33 +271,17 @@ def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
 
 
 class _Progress:
-    """A one-line progress bar on stderr."""
+    """Episodes recorded, with failures and frames, on a tqdm bar (silent when stderr is not a terminal)."""
 
-    def __init__(self, total: int, enabled: bool = True, width: int = 30):
-        self.total = total
-        self.enabled = enabled and total > 0
-        self.width = width
-        self.start = time.time()
+    def __init__(self, total: int, enabled: bool = True):
+        self._bar = tqdm(total=total, unit="episode", file=sys.stderr, disable=None if enabled and total > 0 else True)
 
     def update(self, done: int, failed: int, frames: int) -> None:
-        if not self.enabled:
-            return
-        frac = min(1.0, done / self.total)
-        fill = int(round(frac * self.width))
-        el = time.time() - self.start
-        rate = done / el if el > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
-        sys.stderr.write(
-            f"\r[{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} episodes, "
-            f"{failed} failed, {frames} frames, {el:5.0f}s elapsed, eta {eta_s}"
-        )
-        sys.stderr.flush()
+        self._bar.set_postfix_str(f"{failed} failed, {frames} frames", refresh=False)
+        self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self._bar.close()
 
 
 # ------------------------------------------------------------------------------------------ record

@@ -1,4 +1,4 @@
-"""What a run reports: `metrics.jsonl` (one object per logged step), a loss-curve PNG and a progress bar.
+"""What a run reports: `metrics.jsonl` (one object per logged step), a loss-curve PNG and a tqdm progress bar.
 
 The PNG is drawn with OpenCV (already a dependency) rather than a plotting library: one panel per logged loss
 term on a log scale, steps on x.
@@ -10,11 +10,11 @@ import json
 import math
 import pathlib
 import sys
-import time
 from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 LOSS_KEYS = ("loss", "subtask_ce", "fast_ce", "flow_mse")
 
@@ -73,35 +73,23 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 
 
 
 class Progress:
-    """A one-line bar on stderr: steps done, rate, ETA and the latest loss."""
+    """A progress bar on stderr (tqdm): done/total, rate, ETA and a suffix (the latest loss). Silent when
+    disabled and whenever stderr is not a terminal (CI, logs)."""
 
-    def __init__(self, total: int, start: int = 0, *, label: str = "step", enabled: bool = True, width: int = 30):
-        self.total = total
-        self.start_index = start
-        self.label = label
-        self.enabled = enabled and total > 0
-        self.width = width
-        self.started = time.time()
-        self.suffix = ""
+    def __init__(self, total: int, start: int = 0, *, label: str = "step", enabled: bool = True):
+        self._bar = tqdm(
+            total=total,
+            initial=start,
+            unit=label,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=None if enabled and total > 0 else True,
+        )
 
     def update(self, done: int, suffix: str | None = None) -> None:
         if suffix is not None:
-            self.suffix = suffix
-        if not self.enabled:
-            return
-        fraction = min(1.0, done / self.total)
-        fill = round(fraction * self.width)
-        elapsed = time.time() - self.started
-        rate = (done - self.start_index) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        eta_text = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
-        sys.stderr.write(
-            f"\r[{'#' * fill}{'.' * (self.width - fill)}] {self.label} {done}/{self.total} "
-            f"{rate:5.2f}/s eta {eta_text} {self.suffix}"
-        )
-        sys.stderr.flush()
+            self._bar.set_postfix_str(suffix, refresh=False)
+        self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self._bar.close()
