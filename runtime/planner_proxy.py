@@ -5,7 +5,6 @@ runtime's health for the Planner service follows the planner process's own healt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import grpc
@@ -48,15 +47,20 @@ class PlannerProxy(pb_grpc.PlannerServicer):
                 await context.abort(code, f"the planner process is not answering: {err.details()}")
             await context.abort(code, err.details() or "")
 
-    async def follow_health(self, set_serving: Callable[[bool], asyncio.Future], interval_s: float = 5.0) -> None:
-        """Keeps the Planner service's health equal to the planner process's, checking every `interval_s`."""
+    async def follow_health(self, set_serving: Callable[[bool], asyncio.Future], interval_s: float = 2.0) -> None:
+        """Keeps the Planner service's health equal to the planner process's, checking every `interval_s`: a
+        planner that is dead, loading or too busy to answer a health check within `interval_s` is NOT_SERVING."""
         while True:
             serving = False
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+            try:
                 reply = await health_pb2_grpc.HealthStub(self._planner()).Check(
                     health_pb2.HealthCheckRequest(service=PLANNER_SERVICE), timeout=interval_s
                 )
                 serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure to answer is "not serving"; the loop must live on
+                serving = False
             await set_serving(serving)
             await asyncio.sleep(interval_s)
 

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from actor.engine import InvalidRequest
+from protos.grpc_server import RateLimitedLog
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import Stats
@@ -26,6 +27,7 @@ from runtime.chunks import ChunkMaker
 from runtime.sessions import Session, SessionInUse, SessionRegistry
 
 log = logging.getLogger(__name__)
+_unreadable = RateLimitedLog(log)
 OPEN_TIMEOUT_S = 30.0
 
 
@@ -138,10 +140,10 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
         except asyncio.CancelledError:
             raise
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, grpc.aio.AbortError):  # the call is over (dropped, or already refused)
             outbox.put_nowait(None)
         except Exception as err:  # noqa: BLE001 - an undecodable frame or any other surprise ends this stream only
-            log.warning("session %s: unreadable request (%s)", session.id, type(err).__name__)
+            _unreadable.warning("session %s: unreadable request (%s)", session.id, type(err).__name__)
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, "observation: the message cannot be read"))
         finally:
             for task in pending:
