@@ -281,7 +281,16 @@ def _rollout_policy(args: argparse.Namespace):
     token = _token(args)
     if args.policy:
         return PolicySpec("scripted")
-    return PolicySpec("remote", address=args.server or "", token=token, timeout_s=args.timeout)
+    servers = tuple(address.strip() for address in (args.server or "").split(",") if address.strip())
+    if args.server and not servers:
+        raise UserError(f"--server {args.server!r}: give host:port, or several separated by commas")
+    return PolicySpec(
+        "remote",
+        address=servers[0] if servers else "",
+        token=token,
+        timeout_s=args.timeout,
+        servers=servers if len(servers) > 1 else (),
+    )
 
 
 def _rollout(args: argparse.Namespace) -> int:
@@ -532,7 +541,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="narrow builtin:all to these tasks, or a LIBERO suite to these task ids or names",
     )
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50, LIBERO's trials)")
-    p.add_argument("--server", metavar="ADDR", help="a running runtime (host:port)")
+    p.add_argument(
+        "--server",
+        metavar="ADDR[,ADDR...]",
+        help="a running runtime (host:port); several, comma-separated, share the episodes (worker w uses the "
+        "w-th modulo their number, so give --workers >= their number)",
+    )
     p.add_argument("--checkpoint", metavar="DIR", help="start a local runtime serving this checkpoint")
     p.add_argument("--tokenizer", metavar="PATH", help="with --checkpoint: the SentencePiece model")
     p.add_argument("--policy", metavar="NAME", help="'scripted': the built-in experts, no runtime")

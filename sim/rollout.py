@@ -60,14 +60,27 @@ class RolloutError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class PolicySpec:
+    """address: the runtime a worker talks to; servers: several runtimes (one per GPU or host) that the
+    workers share out, worker w using servers[w % len(servers)]."""
+
     kind: PolicyKind
     address: str = ""
     token: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    servers: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        return "scripted" if self.kind == "scripted" else f"runtime at {self.address}"
+        if self.kind == "scripted":
+            return "scripted"
+        return f"runtimes at {', '.join(self.servers)}" if len(self.servers) > 1 else f"runtime at {self.address}"
+
+    def addresses(self) -> tuple[str, ...]:
+        return self.servers or (self.address,)
+
+    def for_worker(self, worker: int) -> PolicySpec:
+        addresses = self.addresses()
+        return dataclasses.replace(self, address=addresses[worker % len(addresses)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,10 +451,10 @@ def _make_sim(config: RolloutConfig, libero_tasks: Sequence) -> Sim:
     return BuiltinSim(config.image_size, render, config.max_steps, view_size=view_size)
 
 
-def _make_policy(config: RolloutConfig, sim: Sim, run_id: str) -> Policy:
+def _make_policy(config: RolloutConfig, sim: Sim, run_id: str, worker: int) -> Policy:
     if config.policy.kind == "scripted":
         return ScriptedPolicy(sim)
-    return RemotePolicy(config.policy, effective_replan_steps(config), run_id)
+    return RemotePolicy(config.policy.for_worker(worker), effective_replan_steps(config), run_id)
 
 
 def run_worker(
@@ -453,7 +466,7 @@ def run_worker(
     run_id: str,
 ) -> None:
     sim = _make_sim(config, libero_tasks)
-    policy = _make_policy(config, sim, run_id)
+    policy = _make_policy(config, sim, run_id, worker)
     video_dir = config.out_dir / "videos" if config.video else None
     try:
         for job in jobs:
@@ -631,6 +644,7 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
             "seed": effective_seed(config),
             "replan_steps": effective_replan_steps(config) if config.policy.kind == "remote" else None,
             "workers": config.workers,
+            "servers": list(config.policy.addresses()) if config.policy.kind == "remote" else [],
             "image_size": config.image_size,
             "max_steps": config.max_steps,
         },
@@ -745,7 +759,15 @@ def rollout(config: RolloutConfig, reporter: Reporter | None = None) -> dict:
         raise RolloutError(f"--replan-steps must be >= 1, got {config.replan_steps}")
     jobs, libero_tasks = plan_jobs(config)
     if config.policy.kind == "remote":
-        check_runtime(config.policy)
+        servers = config.policy.addresses()
+        if len(servers) > min(config.workers, len(jobs)):
+            raise RolloutError(
+                f"{len(servers)} servers need at least as many workers and episodes (--workers {config.workers}, "
+                f"{len(jobs)} episodes): each worker talks to one server"
+            )
+        interfaces = {check_runtime(dataclasses.replace(config.policy, address=a)) for a in servers}
+        if len(interfaces) > 1:
+            raise RolloutError(f"the servers {', '.join(servers)} do not serve the same cameras")
     config.out_dir.mkdir(parents=True, exist_ok=True)
     reporter = reporter or Reporter(len(jobs), quiet=config.quiet, progress=config.progress)
     run_id = f"rollout-{secrets.token_hex(4)}"

@@ -90,3 +90,16 @@ def test_a_runtime_with_other_action_dims_is_refused_in_one_line(tmp_path, capsy
         assert _rollout(address, tmp_path / "run", "--episodes", "1") == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "sends 8-D actions" in err and "--action-dims 7" in err
+
+
+def test_episodes_are_shared_out_over_several_servers(tmp_path):
+    first, second = FakeRuntime(), FakeRuntime()
+    with serving(first) as a, serving(second) as b:
+        assert _rollout(f"{a},{b}", tmp_path / "run", "--episodes", "4", "--workers", "2", "--quiet") == 0
+        results = json.loads((tmp_path / "run" / "results.json").read_text())
+        assert _rollout(f"{a},{b}", tmp_path / "one", "--episodes", "4", "--workers", "1") == 2
+    assert results["config"]["servers"] == [a, b] and results["config"]["policy"] == f"runtimes at {a}, {b}"
+    assert len(results["episodes"]) == 4 and all(e["error"] is None for e in results["episodes"])
+    per_worker = {w: sum(e["worker"] == w for e in results["episodes"]) for w in (0, 1)}
+    assert len(first.sessions) == per_worker[0] and len(second.sessions) == per_worker[1]
+    assert len(first.sessions) + len(second.sessions) == 4
