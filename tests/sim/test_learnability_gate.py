@@ -30,8 +30,8 @@ def test_a_short_gate_runs_record_train_serve_and_learns(tmp_path):
     """The gate's whole pipeline, small: eight demonstrations, 300 steps, two served episodes. Too short to
     grasp, but the losses fall and the served planner speaks mostly the phrases of its training data. Training
     is deterministic, the closed loop is not (which observation the planner reads depends on timing): unknown
-    phrase rates of 0, 0.004 and 0.042 were measured in three runs, and an untrained planner's is about 1, so
-    the bound is 0.25."""
+    phrase rates of 0, 0.004 and 0.042 were measured in three runs, and a planner that learnt no phrase would be
+    near 1 (random tokens), so the bound is 0.25."""
     results = _gate(tmp_path, demos=8, steps=300, episodes=2)
     records = [
         json.loads(line)
