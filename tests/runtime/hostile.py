@@ -16,7 +16,6 @@ import collections
 import contextlib
 import dataclasses
 import random
-import socket
 import statistics
 import struct
 import threading
@@ -418,11 +417,3 @@ def takeover_attempts(address: str, victim_id: str, count: int = 3) -> list[str]
             return [(await _run_stream(channel, case)).status for _ in range(count)]
 
     return asyncio.run(run())
-
-
-def free_port_is_closed(address: str) -> bool:
-    """Whether nothing listens at `address` any more (the server died)."""
-    host, port = address.rsplit(":", 1)
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((host, int(port))) != 0
