@@ -10,10 +10,10 @@
 Every stage (one object into one container) runs through five subtasks, and each action is labelled with
 the one it serves:
 
-    move to the {object}      hover above it with the gripper open and aligned, then descend around it
+    move to the {object}      over it with the gripper open, descending as the hand centres on it (a funnel)
     grasp the {object}        close the fingers and wait for them to settle on the object
     lift the {object}         raise it to the carrying height
-    move above the {container} carry it over the drop point and lower it to just above the rim
+    move above the {container} carry it over the drop point, lowering it to just above the rim as it centres
     release the {object}      open the fingers and back off upwards
 
 The machine re-reads the world every step, so it recovers: a missed grasp, a dropped object or an object
@@ -38,6 +38,21 @@ HOVER_ABOVE = 0.08  # hover this far above the grasp point before descending
 GRASP_ABOVE_CENTRE = 0.005
 MIN_GRASP_Z = 0.024
 RELEASE_OFFSET = 0.028  # two objects in one container: drop points this far either side of its centre
+# Descents are funnels: the height allowed above the grasp (or drop) point grows from 0 at an xy error of
+# `lo` to the full hover (or carrying) height at `hi`, so the hand descends while it centres and the motion is
+# a smooth function of where the target is. The funnel's flat bottom is as wide as the gripper's tolerance
+# (GRASP_XY, RELEASE_XY), and reaching it is the switch to grasping (releasing): a policy that is a
+# centimetre off still reaches the expert's next phase, instead of hovering while it tries to centre.
+GRASP_XY = 0.015
+RELEASE_XY = 0.012
+APPROACH_FUNNEL = (GRASP_XY, 0.03)
+TRANSPORT_FUNNEL = (RELEASE_XY, 0.025)
+AT_BOTTOM = 0.006  # height above the funnel's bottom that counts as arrived
+
+
+def _funnel_height(xy_err: float, funnel: tuple[float, float], full: float) -> float:
+    lo, hi = funnel
+    return full * float(np.clip((xy_err - lo) / (hi - lo), 0.0, 1.0))
 
 
 def _subtask(phase: str, obj_descr: str, con_descr: str) -> str:
@@ -257,19 +272,19 @@ class ScriptedExpert:
             gp, yaw = self._grasp_point(env)
             hover_z = gp[2] + HOVER_ABOVE
             xy_err = float(np.linalg.norm(ee[:2] - gp[:2]))
-            yaw_err = abs(rot.wrap_angle(ee_yaw - yaw))
             if env.gripper_opening() < 2 * sc.FINGER_OPEN - 0.01 and ee[2] < hover_z - 0.02:
                 return ee, ee_yaw, -1.0  # first open the fingers where we are
-            if xy_err > 0.012 or yaw_err > 0.08:
-                if ee[2] < hover_z - 0.025 and xy_err > 0.02:
-                    return np.array([ee[0], ee[1], hover_z]), ee_yaw, -1.0  # rise before moving sideways
-                return np.array([gp[0], gp[1], hover_z]), yaw, -1.0
-            if np.linalg.norm(ee - gp) < 0.006:
+            if abs(rot.wrap_angle(ee_yaw - yaw)) > 0.08:
+                return np.array([gp[0], gp[1], hover_z]), yaw, -1.0  # turn above it before descending
+            height = _funnel_height(xy_err, APPROACH_FUNNEL, HOVER_ABOVE)
+            if xy_err > APPROACH_FUNNEL[1] and ee[2] < hover_z - 0.025:
+                return np.array([ee[0], ee[1], hover_z]), yaw, -1.0  # rise before moving sideways
+            if ee[2] - gp[2] < AT_BOTTOM and xy_err < GRASP_XY:
                 self._goto(GRASP)
                 self.hold_pos = ee.copy()
                 self.grasp_yaw = yaw
             else:
-                return gp, yaw, -1.0
+                return np.array([gp[0], gp[1], gp[2] + height]), yaw, -1.0
 
         if self.phase == GRASP:
             self.counter += 1
@@ -297,14 +312,15 @@ class ScriptedExpert:
                 self._goto(APPROACH)
                 return ee, ee_yaw, -1.0
             rp, ryaw = self._release_point(env)
-            if float(np.linalg.norm(ee[:2] - rp[:2])) > 0.01 or abs(rot.wrap_angle(ee_yaw - ryaw)) > 0.08:
-                z = CARRY_Z if ee[2] < CARRY_Z - 0.02 else ee[2]  # at carrying height, then sideways
-                return np.array([rp[0], rp[1], z]), ryaw, 1.0
-            if np.linalg.norm(ee - rp) < 0.008:
+            xy_err = float(np.linalg.norm(ee[:2] - rp[:2]))
+            if abs(rot.wrap_angle(ee_yaw - ryaw)) > 0.08:
+                return np.array([rp[0], rp[1], max(ee[2], CARRY_Z)]), ryaw, 1.0
+            height = _funnel_height(xy_err, TRANSPORT_FUNNEL, max(CARRY_Z - rp[2], 0.0))
+            if ee[2] - rp[2] < AT_BOTTOM + 0.002 and xy_err < RELEASE_XY:
                 self._goto(RELEASE)
                 self.hold_pos = ee.copy()
             else:
-                return rp, ryaw, 1.0
+                return np.array([rp[0], rp[1], rp[2] + height]), ryaw, 1.0
 
         # RELEASE
         self.counter += 1
