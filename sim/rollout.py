@@ -42,9 +42,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol, TextIO
 
 import numpy as np
+from tqdm import tqdm
 
 from sim.envspec import EnvSelection
 from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Observation, Sim
+from sim.summary_figure import SUMMARY_FILE, plot_summary
 
 PolicyKind = Literal["scripted", "remote"]
 DEFAULT_TIMEOUT_S = 120.0
@@ -692,7 +694,7 @@ def format_table(results: dict) -> list[str]:
 
 
 class Reporter:
-    """Prints subtask changes and finished episodes as they happen, under a progress line on a terminal."""
+    """Prints subtask changes and finished episodes as they happen, under a tqdm bar on a terminal's stderr."""
 
     def __init__(
         self,
@@ -706,10 +708,14 @@ class Reporter:
         self.total = total
         self.quiet = quiet
         self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self.bar = progress and self.err.isatty()
         self.results: list[EpisodeResult] = []
-        self.started = time.monotonic()
+        self._bar = tqdm(
+            total=total,
+            unit="episode",
+            file=err or sys.stderr,
+            dynamic_ncols=True,
+            disable=None if progress else True,  # None: off when the stream is not a terminal
+        )
 
     def handle(self, event: Event) -> None:
         if isinstance(event, SubtaskChanged):
@@ -721,29 +727,15 @@ class Reporter:
         outcome = "success" if result.success else ("error" if result.error else "failure")
         detail = f": {result.error}" if result.error else ""
         self._print(f"{_tag(result.job)} {outcome} after {result.steps} steps ({result.wall_s:.1f} s){detail}")
+        self._bar.set_postfix_str(f"{sum(r.success for r in self.results)} successes", refresh=False)
+        self._bar.update(1)
 
     def close(self) -> None:
-        if self.bar:
-            self.err.write("\r\033[K")
-            self.err.flush()
+        self._bar.close()
 
     def _print(self, line: str) -> None:
-        if self.bar:
-            self.err.write("\r\033[K")
-            self.err.flush()
-        print(line, file=self.out, flush=True)
-        if self.bar:
-            self._draw()
-
-    def _draw(self, width: int = 30) -> None:
-        done = len(self.results)
-        ok = sum(r.success for r in self.results)
-        fill = int(round(width * done / max(1, self.total)))
-        elapsed = time.monotonic() - self.started
-        self.err.write(
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} episodes, {ok} successes, {elapsed:.0f} s"
-        )
-        self.err.flush()
+        with self._bar.external_write_mode(file=self.out):
+            print(line, file=self.out, flush=True)
 
 
 def _tag(job: Job) -> str:
@@ -782,4 +774,6 @@ def rollout(config: RolloutConfig, reporter: Reporter | None = None) -> dict:
     results = summarize(config, reporter.results, time.monotonic() - started)
     path = config.out_dir / "results.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
+    latencies = [v for r in reporter.results for v in r.policy_ms]
+    plot_summary(results["per_task"], latencies, config.out_dir / SUMMARY_FILE)
     return results

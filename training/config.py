@@ -52,6 +52,10 @@ class DataConfig:
     """
 
     path: str | None = None
+    # Several datasets instead of `path`: ((path, weight), ...); a part's share of the batches is its weight.
+    mixture: tuple[tuple[str, float], ...] = ()
+    # Share of each dataset's episodes held out for validation losses (training.validation); 0 holds out none.
+    val_fraction: float = 0.0
     cameras: tuple[tuple[str, str], ...] = LIBERO_CAMERAS
     state_key: str = "observation.state"
     action_key: str = "action"
@@ -114,6 +118,13 @@ class TrainConfig:
     # Written to each checkpoint's serving.json (policy.model_dir.ServingDefaults); None writes none.
     serve_noise_scale: float | None = None
     fsdp_devices: int = 1
+    # Batches of held-out frames measured at every checkpoint when data.val_fraction > 0.
+    val_batches: int = 4
+    # Experiment tracking (training.tracking): TensorBoard event files in the run directory, and Weights &
+    # Biases when a project is named (mode "offline" needs no network; none leaves it to W&B's settings).
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    wandb_mode: str | None = None
     # Parameters smaller than this stay replicated under FSDP.
     fsdp_min_mb: float = 4.0
 

@@ -1,7 +1,8 @@
 """`train(config, exp_name)`: the whole run, from the dataset directory to serving-ready checkpoints.
 
 Run directory `<checkpoint_dir>/<config>/<exp_name>/`: step directories (see `training.checkpoints`),
-`metrics.jsonl`, `loss_curve.png`, `train_config.json`, and the tokenizers the run made for itself
+`metrics.jsonl`, `tensorboard/` (see `training.tracking`), `loss_curve.png`, `train_config.json`, and the
+tokenizers the run made for itself
 (`tokenizer.model` when the config names none, `fast_tokenizer/` when FAST is on and none is given), which a
 resumed run reuses so every token id stays the same.
 
@@ -38,16 +39,18 @@ from training.filters import split_trainable
 from training.lerobot import LeRobotDataset
 from training.loader import BatchLoader
 from training.losses import LossConfig
-from training.metrics import MetricsLog, Progress, plot_losses
+from training.metrics import Progress, plot_losses
+from training.mixture import DatasetMixture
 from training.norm_stats import read_norm_stats
 from training.reasoning import ReasoningSampler, load_annotations
 from training.samples import SampleMaker, clip_for_fast
 from training.state import init_state, make_train_step, split
+from training.tracking import Tracker
+from training.validation import Validator
 from training.weights import initial_params
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 RUN_TOKENIZER = "tokenizer.model"
 RUN_FAST_TOKENIZER = "fast_tokenizer"
@@ -88,10 +91,13 @@ def train(
     if directory.exists() and any(directory.iterdir()) and not resume and not overwrite:
         raise RunExistsError(f"{directory} holds an earlier run; pass --resume to continue it or --overwrite")
     dataset = open_dataset(config)
-    loader = checkpoints = None
+    val_dataset = loader = checkpoints = None
     try:
+        val_dataset = open_dataset(config, "val")
         if config.data.frame_cache:
-            dataset.use_frame_cache(progress=progress)
+            for frames in (dataset, val_dataset):
+                if frames is not None:
+                    frames.use_frame_cache(progress=progress)
         norm_stats = read_norm_stats(config)
         if overwrite and directory.exists():
             shutil.rmtree(directory)
@@ -102,17 +108,36 @@ def train(
         fast = _fast_tokenizer(config, dataset, norm_stats, directory) if config.fast_loss_weight > 0 else None
         maker = SampleMaker(config.model, config.data, tokenizer, norm_stats, fast, config.text_len, reasoning)
         loader = BatchLoader(dataset, maker, config.batch_size, seed=config.seed, num_workers=config.data.num_workers)
+        val_maker = None
+        if val_dataset is not None:
+            val_data = dataclasses.replace(config.data, augment=False)
+            val_maker = SampleMaker(config.model, val_data, tokenizer, norm_stats, fast, config.text_len, reasoning)
         checkpoints = Checkpoints(directory, max_to_keep=config.max_to_keep, keep_period=config.keep_period)
-        return _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints, resume, progress)
+        return _run(
+            config,
+            directory,
+            dataset,
+            (val_dataset, val_maker),
+            tokenizer,
+            norm_stats,
+            loader,
+            checkpoints,
+            resume,
+            progress,
+        )
     finally:
         if checkpoints is not None:
             checkpoints.close()
         if loader is not None:
             loader.close()
         dataset.close()
+        if val_dataset is not None:
+            val_dataset.close()
 
 
-def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints, resume, progress) -> RunResult:
+def _run(
+    config, directory, dataset, validation, tokenizer, norm_stats, loader, checkpoints, resume, progress
+) -> RunResult:
     model_cfg = config.model
     mesh = sharding.make_mesh(config.fsdp_devices)
     if config.batch_size % mesh.size:
@@ -144,13 +169,11 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     state = jax.jit(lambda t, f: init_state(t, f, tx, use_ema), out_shardings=state_sharding)(trainable, frozen)
     del params, trainable, frozen
 
-    metrics_log = MetricsLog(directory / METRICS_FILE)
     start = 0
     if latest is not None:
         state = checkpoints.restore(latest, state)
         start = int(jax.device_get(state.step))
         logger.info("resumed %s at step %d", directory, start)
-    metrics_log.truncate(start)
 
     loss_cfg = LossConfig(
         subtask_weight=config.subtask_loss_weight,
@@ -161,6 +184,19 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     )
     step_fn = make_train_step(graphdef, loss_cfg, tx, schedule, config.ema_decay, jax.random.key(config.seed))
     batch_sharding = sharding.data_sharding(mesh)
+    val_dataset, val_maker = validation
+    validator = None
+    if val_dataset is not None:
+        validator = Validator(
+            val_dataset,
+            val_maker,
+            config.batch_size,
+            config.val_batches,
+            graphdef,
+            loss_cfg,
+            config.seed,
+            batch_sharding,
+        )
     jitted = jax.jit(
         step_fn,
         in_shardings=(state_sharding, batch_sharding),
@@ -176,6 +212,15 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     }
 
     end = config.num_train_steps
+    tracker = Tracker(
+        directory,
+        start_step=start,
+        tensorboard=config.tensorboard,
+        wandb_project=config.wandb_project,
+        wandb_mode=config.wandb_mode,
+        run_name=f"{config.name}/{directory.name}",
+        run_config=config.to_dict(),
+    )
     bar = Progress(end, start, enabled=progress)
     last_checkpoint = checkpoints.step_dir(start) if latest is not None else None
     interval_start, interval = time.perf_counter(), []
@@ -184,23 +229,27 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
             state, metrics = jitted(state, jax.device_put(batch, batch_sharding))
             interval.append(metrics)
             done = step + 1
-            if step == 0 or done % config.log_interval == 0 or done == end:
+            saving = done % config.save_interval == 0 or done == end
+            if step == 0 or done % config.log_interval == 0 or saving:
                 now = time.perf_counter()
                 step_time = (now - interval_start) / len(interval)
                 record = {"step": step, **_mean(jax.device_get(interval)), "step_time_s": step_time}
-                interval_start, interval = now, []
-                metrics_log.append(record)
+                if saving and validator is not None:
+                    record.update(validator(state))
+                interval_start, interval = time.perf_counter(), []
+                tracker.log(record)
                 bar.update(done, f"loss {record['loss']:.4f}")
             else:
                 bar.update(done)
-            if done % config.save_interval == 0 or done == end:
+            if saving:
                 last_checkpoint = checkpoints.save(done, state, **save_kwargs)
-                plot_losses(metrics_log.records(), directory / LOSS_CURVE_FILE)
+                plot_losses(tracker.records(), directory / LOSS_CURVE_FILE)
     finally:
         bar.close()
+        tracker.close()
     if last_checkpoint is None:
         raise UserFacingError(f"nothing to train: the run is already at step {start} of {end}")
-    records = metrics_log.records()
+    records = tracker.records()
     plot_losses(records, directory / LOSS_CURVE_FILE)
     return RunResult(directory, max(start, end), last_checkpoint, records)
 
@@ -223,7 +272,10 @@ def _reasoning(config: TrainConfig) -> ReasoningSampler | None:
 
 
 def _text_tokenizer(
-    config: TrainConfig, dataset: LeRobotDataset, directory: pathlib.Path, reasoning: ReasoningSampler | None
+    config: TrainConfig,
+    dataset: LeRobotDataset | DatasetMixture,
+    directory: pathlib.Path,
+    reasoning: ReasoningSampler | None,
 ) -> TextTokenizer:
     if config.tokenizer is not None:
         return TextTokenizer(config.tokenizer)
@@ -255,7 +307,7 @@ def _text_tokenizer(
     return tokenizer
 
 
-def _prompt_corpus(dataset: LeRobotDataset) -> list[str]:
+def _prompt_corpus(dataset: LeRobotDataset | DatasetMixture) -> list[str]:
     """The dataset's strings in every layout the planner and actor build, so their pieces exist."""
     texts = dataset.texts()
     lines = [*texts, *(clean_instruction(t) for t in texts)]
@@ -265,7 +317,9 @@ def _prompt_corpus(dataset: LeRobotDataset) -> list[str]:
     return lines
 
 
-def _fast_tokenizer(config, dataset: LeRobotDataset, norm_stats, directory: pathlib.Path) -> FastTokenizer:
+def _fast_tokenizer(
+    config, dataset: LeRobotDataset | DatasetMixture, norm_stats, directory: pathlib.Path
+) -> FastTokenizer:
     if config.fast_tokenizer is not None:
         return FastTokenizer.load(config.fast_tokenizer)
     path = directory / RUN_FAST_TOKENIZER

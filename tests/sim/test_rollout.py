@@ -52,6 +52,8 @@ def test_scripted_rollout_solves_each_builtin_task(tmp_path, capsys, task):
     }
     assert {"count", "mean", "p50", "p90", "p99", "max"} <= set(results["latency_ms"])
     assert [e["seed"] for e in results["episodes"]] == [20, 21, 22]
+    figure = cv2.imread(str(tmp_path / "run" / "summary.png"))
+    assert figure is not None and figure.shape[1] >= 800 and figure.std() > 10
     for episode in results["episodes"]:
         assert set(episode) == EPISODE_FIELDS
         assert episode["success"] and episode["error"] is None and episode["video"] is None
