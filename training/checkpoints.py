@@ -25,6 +25,7 @@ from policy.checkpoint import flatten, load_params
 from policy.config import ModelConfig
 from policy.model_dir import CONFIG_FILE, SERVING_FILE, TOKENIZER_FILE, ServingDefaults
 from policy.normalize import NormStats, save_norm_stats
+from training import distributed
 from training.state import TrainState, split
 
 PARAMS_ITEM = "params"
@@ -75,10 +76,13 @@ class Checkpoints:
         serving: ServingDefaults | None = None,
     ) -> pathlib.Path:
         ocp = self._ocp
-        params = jax.device_get(state.params(use_ema=True))
-        train_state = {"step": np.asarray(jax.device_get(state.step)), "opt_state": jax.device_get(state.opt_state)}
+        params = distributed.to_host(state.params(use_ema=True))
+        train_state = {
+            "step": np.asarray(distributed.to_host(state.step)),
+            "opt_state": distributed.to_host(state.opt_state),
+        }
         if state.ema is not None:
-            train_state["trainable"] = jax.device_get(state.trainable)
+            train_state["trainable"] = distributed.to_host(state.trainable)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -91,11 +95,15 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
         out = self.step_dir(step)
+        if not distributed.is_primary():
+            distributed.barrier(f"checkpoint-{step}")
+            return out
         (out / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
         shutil.copyfile(tokenizer_path, out / TOKENIZER_FILE)
         save_norm_stats(out / "assets" / asset_id, norm_stats)
         if serving is not None:
             serving.write(out / SERVING_FILE)
+        distributed.barrier(f"checkpoint-{step}")
         return out
 
     def restore(self, step: int, like: TrainState) -> TrainState:

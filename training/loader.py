@@ -41,12 +41,15 @@ class BatchLoader:
         seed: int = 0,
         num_workers: int = 2,
         prefetch: int = 2,
+        share: slice = slice(None),
     ):
+        """share: the part of every global batch this process reads (training.distributed.local_rows)."""
         self.dataset = dataset
         self.make_sample = make_sample
         self.batch_size = batch_size
         self.seed = seed
         self.prefetch = max(1, prefetch)
+        self.share = share
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="batches")
 
     def batch(self, step: int) -> TrainBatch:
@@ -54,7 +57,8 @@ class BatchLoader:
             rows = self.dataset.sample_rows(np.random.default_rng([self.seed, step]), self.batch_size)
         else:
             rows = batch_rows(step, self.batch_size, len(self.dataset), self.seed)
-        samples = self._pool.map(self._sample, [(step, i, int(row)) for i, row in enumerate(rows)])
+        jobs = [(step, i, int(row)) for i, row in enumerate(rows)][self.share]
+        samples = self._pool.map(self._sample, jobs)
         return collate(list(samples))
 
     def _sample(self, job: tuple[int, int, int]) -> dict:

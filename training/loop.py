@@ -31,7 +31,7 @@ from policy.model_dir import ServingDefaults
 from policy.normalize import normalize
 from policy.prompts import actor_text, clean_instruction, planner_text, reasoning_tokens
 from policy.tokenizer import TextTokenizer, train_tokenizer
-from training import sharding
+from training import distributed, sharding
 from training.checkpoints import Checkpoints
 from training.config import TrainConfig
 from training.data import open_dataset
@@ -90,6 +90,7 @@ def train(
     directory = run_dir(config, exp_name)
     if directory.exists() and any(directory.iterdir()) and not resume and not overwrite:
         raise RunExistsError(f"{directory} holds an earlier run; pass --resume to continue it or --overwrite")
+    distributed.barrier("run-directory-checked")  # before process 0 writes there
     dataset = open_dataset(config)
     val_dataset = loader = checkpoints = None
     try:
@@ -97,17 +98,27 @@ def train(
         if config.data.frame_cache:
             for frames in (dataset, val_dataset):
                 if frames is not None:
-                    frames.use_frame_cache(progress=progress)
+                    _primary_first("frame-cache", lambda f=frames: f.use_frame_cache(progress=progress))
         norm_stats = read_norm_stats(config)
-        if overwrite and directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        if distributed.is_primary():
+            if overwrite and directory.exists():
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         reasoning = _reasoning(config)
-        tokenizer = _text_tokenizer(config, dataset, directory, reasoning)
-        fast = _fast_tokenizer(config, dataset, norm_stats, directory) if config.fast_loss_weight > 0 else None
+        tokenizer = _primary_first("tokenizer", lambda: _text_tokenizer(config, dataset, directory, reasoning))
+        fast = None
+        if config.fast_loss_weight > 0:
+            fast = _primary_first("fast-tokenizer", lambda: _fast_tokenizer(config, dataset, norm_stats, directory))
         maker = SampleMaker(config.model, config.data, tokenizer, norm_stats, fast, config.text_len, reasoning)
-        loader = BatchLoader(dataset, maker, config.batch_size, seed=config.seed, num_workers=config.data.num_workers)
+        loader = BatchLoader(
+            dataset,
+            maker,
+            config.batch_size,
+            seed=config.seed,
+            num_workers=config.data.num_workers,
+            share=distributed.local_rows(config.batch_size),
+        )
         val_maker = None
         if val_dataset is not None:
             val_data = dataclasses.replace(config.data, augment=False)
@@ -212,21 +223,24 @@ def _run(
     }
 
     end = config.num_train_steps
-    tracker = Tracker(
-        directory,
-        start_step=start,
-        tensorboard=config.tensorboard,
-        wandb_project=config.wandb_project,
-        wandb_mode=config.wandb_mode,
-        run_name=f"{config.name}/{directory.name}",
-        run_config=config.to_dict(),
-    )
-    bar = Progress(end, start, enabled=progress)
+    primary = distributed.is_primary()
+    tracker = None
+    if primary:
+        tracker = Tracker(
+            directory,
+            start_step=start,
+            tensorboard=config.tensorboard,
+            wandb_project=config.wandb_project,
+            wandb_mode=config.wandb_mode,
+            run_name=f"{config.name}/{directory.name}",
+            run_config=config.to_dict(),
+        )
+    bar = Progress(end, start, enabled=progress and primary)
     last_checkpoint = checkpoints.step_dir(start) if latest is not None else None
     interval_start, interval = time.perf_counter(), []
     try:
         for step, batch in loader.iterate(start, end):
-            state, metrics = jitted(state, jax.device_put(batch, batch_sharding))
+            state, metrics = jitted(state, distributed.from_local(batch, batch_sharding))
             interval.append(metrics)
             done = step + 1
             saving = done % config.save_interval == 0 or done == end
@@ -237,21 +251,30 @@ def _run(
                 if saving and validator is not None:
                     record.update(validator(state))
                 interval_start, interval = time.perf_counter(), []
-                tracker.log(record)
+                if tracker is not None:
+                    tracker.log(record)
                 bar.update(done, f"loss {record['loss']:.4f}")
             else:
                 bar.update(done)
             if saving:
                 last_checkpoint = checkpoints.save(done, state, **save_kwargs)
-                plot_losses(tracker.records(), directory / LOSS_CURVE_FILE)
+                if tracker is not None:
+                    plot_losses(tracker.records(), directory / LOSS_CURVE_FILE)
     finally:
         bar.close()
-        tracker.close()
+        if tracker is not None:
+            tracker.close()
     if last_checkpoint is None:
         raise UserFacingError(f"nothing to train: the run is already at step {start} of {end}")
-    records = tracker.records()
-    plot_losses(records, directory / LOSS_CURVE_FILE)
+    records = tracker.records() if tracker is not None else []
     return RunResult(directory, max(start, end), last_checkpoint, records)
+
+
+def _primary_first(name: str, make):
+    """`make()` on process 0 first (it may write files), then on the others (which find them written)."""
+    result = make() if distributed.is_primary() else None
+    distributed.barrier(name)
+    return result if distributed.is_primary() else make()
 
 
 def _mean(metrics: list[dict]) -> dict[str, float]:

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from training import distributed
 from training.lerobot import LeRobotDataset
 from training.losses import LossConfig, compute_losses, subtask_exact_match
 from training.metrics import VAL_PREFIX
@@ -47,8 +48,9 @@ class Validator:
             make_sample(dataset.frame(int(row)), np.random.default_rng([seed, VAL_SALT, i]))
             for i, row in enumerate(rows)
         ]
+        share = distributed.local_rows(batch_size)
         self._batches = [
-            jax.device_put(collate(samples[i : i + batch_size]), batch_sharding)
+            distributed.from_local(collate(samples[i : i + batch_size][share]), batch_sharding)
             for i in range(0, len(samples), batch_size)
         ]
         rng = jax.random.key(seed ^ VAL_SALT)
