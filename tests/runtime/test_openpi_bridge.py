@@ -29,6 +29,7 @@ from actor.engine import ChunkResult, ChunkTimings
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import Stats
+from protos.wire import image_to_numpy
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
 from runtime.launch import ServerProcess
@@ -348,10 +349,21 @@ def test_tls_serves_wss_to_an_unchanged_openpi_client(tmp_path, monkeypatch):
 
 
 def test_chw_and_float_images_are_accepted_like_openpis_policies():
+    y, x = np.mgrid[0:224, 0:224]
+    hwc = np.stack([x, y, 255 - x], axis=-1).astype(np.uint8)  # every pixel and channel tells where it came from
+    chw = np.ascontiguousarray(np.moveaxis(hwc, -1, 0))
+    floats = hwc.astype(np.float32) / 255.0
+    translator = openpi_bridge.ObservationTranslator(openpi_bridge.OpenpiKeys.libero(DEFAULT_CAMERAS), DEFAULT_CAMERAS)
+    message = translator.to_wire(
+        libero_observation(8, **{"observation/image": chw, "observation/wrist_image": floats}), 0
+    )
+    keys = translator.keys.images
+    agent = image_to_numpy(message.images[keys["observation/image"]], "agent")
+    wrist = image_to_numpy(message.images[keys["observation/wrist_image"]], "wrist")
+    np.testing.assert_array_equal(agent, hwc)  # transposed back, not reshaped
+    assert np.abs(wrist.astype(int) - hwc).max() <= 1  # float [0, 1] scaled to uint8
     with in_process_bridge() as (port, _):
         policy = Client("127.0.0.1", port)
-        chw = np.zeros((3, 224, 224), np.uint8)
-        floats = np.full((224, 224, 3), 0.5, np.float32)
         reply = policy.infer(libero_observation(8, **{"observation/image": chw, "observation/wrist_image": floats}))
         assert reply["actions"].shape == (4, 7)
         hang_up(policy)
