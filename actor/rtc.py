@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 DEFAULT_MAX_GUIDANCE_WEIGHT = 5.0
 _MIN_TIME_PRODUCT = 1e-12
@@ -79,7 +80,7 @@ def prefix_weights(horizon: int, delay: int, execution_horizon: int) -> np.ndarr
     return weights.astype(np.float32)
 
 
-def guidance_weight(t: jax.Array, max_weight: jax.Array) -> jax.Array:
+def guidance_weight(t: ArrayLike, max_weight: ArrayLike) -> jax.Array:
     """min(beta, (t^2+(1-t)^2)/(t(1-t))) in openpi time t; finite everywhere, beta at t in {0, 1}."""
     t = jnp.asarray(t, jnp.float32)
     ratio = (jnp.square(t) + jnp.square(1.0 - t)) / jnp.maximum(t * (1.0 - t), _MIN_TIME_PRODUCT)

@@ -292,6 +292,7 @@ class RobotClient:
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no session with the runtime at {self.address} within {self.timeout_s:g} s",
             )
+        assert metadata is not None  # _on_metadata sets it before _connected
         return metadata
 
     def close(self) -> None:
@@ -541,6 +542,7 @@ class RobotClient:
             resend = self._newest_pending()
             if resend is not None:
                 requests.put(pb.SessionRequest(observation=resend))
+            assert self._stub is not None  # _start() made it; close() drops it only after setting _stop
             call = self._stub.Session(
                 _request_stream(requests),
                 timeout=SESSION_LIFETIME_S,

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +90,16 @@ class Prefilled:
     prefill_ms: float
 
 
-_Decoded = TypeVar("_Decoded")  # PlanResult or planner.reasoning.ReasoningStep
+class _DecodedAnswer(Protocol):
+    """A frozen dataclass with the ids of a decoded answer: PlanResult or planner.reasoning.ReasoningStep."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def token_ids(self) -> tuple[int, ...]: ...
+
+
+_Decoded = TypeVar("_Decoded", bound=_DecodedAnswer)
 
 
 def truncated(result: _Decoded, max_tokens: int, tokenizer: TextTokenizer) -> _Decoded:
@@ -145,8 +154,15 @@ class _FilledPrefix:
     def logits(self, hidden: jax.Array) -> jax.Array:
         return self._model.logits(hidden)
 
-    def decode_step(self, *args: jax.Array) -> tuple[jax.Array, KVCache]:
-        return self._model.decode_step(*args)
+    def decode_step(
+        self,
+        token: jax.Array,
+        position: jax.Array,
+        cache: KVCache,
+        write_index: jax.Array,
+        key_mask: jax.Array,
+    ) -> tuple[jax.Array, KVCache]:
+        return self._model.decode_step(token, position, cache, write_index, key_mask)
 
 
 def _prefill_fn(graphdef: nnx.GraphDef) -> Callable:
@@ -200,7 +216,7 @@ def _executable(static_key: tuple, make_fn: Callable[[], Callable], args: tuple)
         return _EXECUTABLES[key], True
 
 
-def _timed(fn: Callable, *args) -> tuple[object, float]:
+def _timed(fn: Callable, *args) -> tuple[Any, float]:
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return out, (time.perf_counter() - start) * 1e3

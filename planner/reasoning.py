@@ -128,7 +128,10 @@ class ReasoningPlanner:
         )
         self._tokenizer = tokenizer
         self._cfg = cfg
-        self._warm_up_state = np.zeros(norm_stats["state"].dim, np.float32) if use_state else None
+        self._warm_up_state: np.ndarray | None = None
+        if use_state:
+            assert norm_stats is not None  # SubtaskDecoder refused use_state without them
+            self._warm_up_state = np.zeros(norm_stats["state"].dim, np.float32)
         graphdef, self._state = nnx.split(model)
         self._begin_logits = jax.jit(_begin_logits_fn(graphdef, self._special))
 

@@ -85,6 +85,7 @@ class PlannerService(pb_grpc.PlannerServicer):
         except (UserFacingError, WireError) as err:
             self._stats.count("errors")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise AssertionError("unreachable: context.abort raises") from err
 
     async def Link(self, request_iterator, context: grpc.aio.ServicerContext):
         async for request in request_iterator:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +21,26 @@ import jax.numpy as jnp
 from policy import masks
 from policy.gemma import KVCache
 from policy.observation import ModelInput
-from policy.pi05 import Pi05
 
 # (logits [B,V] float32, rng) → tokens [B] int32
 TokenChooser = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class LanguageModel(Protocol):
+    """What decoding calls on a model: `policy.pi05.Pi05`, or a stand-in (planner.decoder's prefix that ran)."""
+
+    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]: ...
+
+    def logits(self, hidden: jax.Array) -> jax.Array: ...
+
+    def decode_step(
+        self,
+        token: jax.Array,
+        position: jax.Array,
+        cache: KVCache,
+        write_index: jax.Array,
+        key_mask: jax.Array,
+    ) -> tuple[jax.Array, KVCache]: ...
 
 
 def greedy(logits: jax.Array, rng: jax.Array) -> jax.Array:
@@ -39,7 +56,7 @@ class Prefill:
     last_valid: jax.Array  # [B]
 
 
-def prefill(model: Pi05, obs: ModelInput, max_new_tokens: int) -> Prefill:
+def prefill(model: LanguageModel, obs: ModelInput, max_new_tokens: int) -> Prefill:
     hidden, cache, prefix_mask = model.fill_prefix(obs)
     last = masks.last_valid_index(prefix_mask)
     rows = jnp.arange(hidden.shape[0])
@@ -50,7 +67,7 @@ def prefill(model: Pi05, obs: ModelInput, max_new_tokens: int) -> Prefill:
 
 
 def generate(
-    model: Pi05,
+    model: LanguageModel,
     obs: ModelInput,
     max_new_tokens: int,
     choose: TokenChooser = greedy,

@@ -114,6 +114,7 @@ class Pi05(nnx.Module):
         attn = masks.make_attn_mask(input_mask, ar_mask)
         positions = masks.positions_from_mask(input_mask)
         (hidden, _), cache = self.PaliGemma.llm([embedded, None], positions, attn)
+        assert hidden is not None  # an expert with tokens in has hidden states out
         return hidden, cache, input_mask
 
     # -- language head -----------------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class Pi05(nnx.Module):
         (hidden, _), cache = self.PaliGemma.llm(
             [embedded, None], position[:, None], key_mask[:, None, :], cache=cache, cache_index=write_index
         )
+        assert hidden is not None  # an expert with tokens in has hidden states out
         return self.logits(hidden[:, 0]), cache
 
     # -- action suffix -----------------------------------------------------------------------------------------
@@ -176,6 +178,7 @@ class Pi05(nnx.Module):
         attn = masks.make_attn_mask(input_mask, jnp.concatenate([prefix_ar, suffix_ar], axis=1))
         positions = masks.positions_from_mask(input_mask)
         (_, suffix_out), _ = self.PaliGemma.llm([prefix, suffix], positions, attn, conds=[None, cond])
+        assert suffix_out is not None  # an expert with tokens in has hidden states out
         return self._action_velocity(suffix_out)
 
     def velocity_from_cache(
@@ -190,6 +193,7 @@ class Pi05(nnx.Module):
         offset = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[:, None]
         positions = masks.positions_from_mask(suffix_mask, offset)
         (_, suffix_out), _ = self.PaliGemma.llm([None, suffix], positions, attn, conds=[None, cond], cache=cache)
+        assert suffix_out is not None  # an expert with tokens in has hidden states out
         return self._action_velocity(suffix_out)
 
     def sample_actions(

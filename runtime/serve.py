@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import Stats
 from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
+
+if TYPE_CHECKING:  # the planner process imports it once it loads the model
+    from planner.service import PlannerService
 
 log = logging.getLogger("robot_runtime")
 
@@ -179,7 +183,7 @@ async def serve_planner(options: PlannerOptions) -> None:
 class _DeferredPlanner(pb_grpc.PlannerServicer):
     """Answers UNAVAILABLE until the model is loaded, then delegates."""
 
-    target = None
+    target: PlannerService | None = None
 
     async def _ready(self, context):
         if self.target is None:
@@ -384,6 +388,8 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
     """openpi's websocket protocol beside the gRPC service, once the actor can answer (as openpi's server does)."""
     from runtime.openpi_bridge import OpenpiBridge
 
+    assert options.openpi_port is not None  # the caller starts the bridge only for a port
+    security = options.security
     bridge = OpenpiBridge(
         registry,
         batcher,
@@ -391,8 +397,8 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
         metadata,
         on_observation=notify,
         wait_for_subtask_ms=options.wait_for_subtask_ms,
-        token=options.security.token,
-        tls=(options.security.tls_cert, options.security.tls_key) if options.security.tls_cert else None,
+        token=security.token,
+        tls=(security.tls_cert, security.tls_key) if security.tls_cert and security.tls_key else None,
         max_message_mb=options.max_message_mb,
     )
     port = await bridge.start(options.openpi_host, options.openpi_port)

@@ -24,7 +24,8 @@ from protos.stats import Stats
 from protos.wire import WireError, needs_decoding, numpy_to_tensor
 from runtime.batcher import ChunkBatcher, Dropped
 from runtime.chunks import ChunkMaker
-from runtime.sessions import Session, SessionInUse, SessionRegistry
+from runtime.sessions import Session as RuntimeSession  # in the servicer, `Session` is the RPC method
+from runtime.sessions import SessionInUse, SessionRegistry
 
 log = logging.getLogger(__name__)
 _unreadable = RateLimitedLog(log)
@@ -117,7 +118,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             release()
             await asyncio.gather(reader, forwarder, return_exceptions=True)
 
-    async def _read(self, session: Session, requests, outbox: asyncio.Queue) -> None:
+    async def _read(self, session: RuntimeSession, requests, outbox: asyncio.Queue) -> None:
         pending: set[asyncio.Task] = set()
         try:
             async for message in requests:
@@ -149,13 +150,13 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             for task in pending:
                 task.cancel()
 
-    async def _accept(self, session: Session, obs: pb.Observation):
+    async def _accept(self, session: RuntimeSession, obs: pb.Observation):
         images = None
         if any(needs_decoding(image) for image in obs.images.values()):
             images = await asyncio.to_thread(self._registry.decode_images, obs)
         return self._registry.accept(session, obs, images)
 
-    async def _chunk(self, session: Session, step: int, request, version: int, outbox: asyncio.Queue) -> None:
+    async def _chunk(self, session: RuntimeSession, step: int, request, version: int, outbox: asyncio.Queue) -> None:
         try:
             chunk = await self._chunks.make(session, request, version)
         except Dropped:
@@ -185,7 +186,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             )
         )
 
-    async def _forward_updates(self, session: Session, outbox: asyncio.Queue) -> None:
+    async def _forward_updates(self, session: RuntimeSession, outbox: asyncio.Queue) -> None:
         taken_over = asyncio.create_task(session.taken_over.wait())
         update = None
         try:

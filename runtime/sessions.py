@@ -176,6 +176,7 @@ class SessionRegistry:
         """The planner's request for the session's newest observation, built only when the planner takes it
         (copying the images on every observation put about 0.1 ms on every chunk's path)."""
         obs, session.pending_snapshot = session.pending_snapshot, None
+        assert obs is not None, "take_snapshot needs a session with a pending snapshot"
         return pb.PlanRequest(
             session_id=session.id,
             observation_step=obs.step,

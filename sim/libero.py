@@ -27,6 +27,7 @@ import math
 import pathlib
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,7 @@ def resize_with_pad(image: np.ndarray, size: int) -> np.ndarray:
         return image
     ratio = max(w / size, h / size)
     new_w, new_h = int(w / ratio), int(h / ratio)
-    resized = Image.fromarray(image).resize((new_w, new_h), resample=Image.BILINEAR)
+    resized = Image.fromarray(image).resize((new_w, new_h), resample=Image.BILINEAR)  # type: ignore[attr-defined]
     canvas = Image.new(resized.mode, (size, size), 0)
     canvas.paste(resized, (max(0, (size - new_w) // 2), max(0, (size - new_h) // 2)))
     return np.asarray(canvas)
@@ -219,7 +220,7 @@ class LiberoSim:
         self.resolution = resolution
         self._max_steps = max_steps
         self._prompt = prompt
-        self._env = None
+        self._env: Any | None = None  # LIBERO's OffScreenRenderEnv (untyped), made by _open
         self._task: LiberoTask | None = None
         self._seed: int | None = None
         self._instruction = ""
@@ -229,6 +230,7 @@ class LiberoSim:
         task = self.tasks[job.task_id]
         if task != self._task or job.seed != self._seed:
             self._open(task, job.seed)
+        assert self._env is not None and self._init_states is not None  # _open made both for this task
         if not 0 <= job.episode < len(self._init_states):
             raise LiberoError(
                 f"{task.suite} task {task.task_id} has {len(self._init_states)} initial states, not {job.episode + 1}"
@@ -240,6 +242,7 @@ class LiberoSim:
         return observation(raw, self._instruction, self.image_size)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        assert self._env is not None, "call start() first"
         raw, _, done, _ = self._env.step(np.asarray(action, np.float64).tolist())
         return observation(raw, self._instruction, self.image_size), bool(done)
 

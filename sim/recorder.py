@@ -178,7 +178,7 @@ class _EpisodeWorker:
         labeller = ScriptedExpert()
         executor = ScriptedExpert(first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)))
         h, w = self.image_size
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]
         paths = {cam: os.path.join(self.scratch, f"attempt{attempt:06d}_{cam}.mp4") for cam in self.cameras}
         writers = {}
         for cam, p in paths.items():
@@ -186,7 +186,9 @@ class _EpisodeWorker:
             if not wr.isOpened():
                 raise RuntimeError(f"OpenCV cannot write {VIDEO_FOURCC} video to {p}")
             writers[cam] = wr
-        states, actions, subtasks = [], [], []
+        states: list[np.ndarray] = []
+        actions: list[np.ndarray] = []
+        subtasks: list[str] = []
         frames_for_stats: dict[str, list] = {cam: [] for cam in self.cameras}
         stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
         done = False
@@ -264,6 +266,7 @@ def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_no
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
+    assert _WORKER is not None, "_pool_init runs first in every pool worker"
     return _WORKER.run(attempt, task_name, seed)
 
 

@@ -39,7 +39,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -47,6 +47,10 @@ from tqdm import tqdm
 from sim.envspec import EnvSelection
 from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Observation, Sim
 from sim.summary_figure import SUMMARY_FILE, plot_summary
+
+if TYPE_CHECKING:  # imported when a remote policy begins: a scripted rollout needs no gRPC
+    from client.action_queue import ActionQueue
+    from client.robot_client import RobotClient
 
 PolicyKind = Literal["scripted", "remote"]
 DEFAULT_TIMEOUT_S = 120.0
@@ -282,8 +286,8 @@ class RemotePolicy:
         self.spec = spec
         self.replan_steps = replan_steps
         self.run_id = run_id
-        self._client = None
-        self._queue = None
+        self._client: RobotClient | None = None
+        self._queue: ActionQueue | None = None
         self._cameras: tuple[str, ...] = ()
         self._subtask = ("", 0)
         self._instruction = ""
@@ -313,6 +317,7 @@ class RemotePolicy:
     def act(self, obs: Observation) -> tuple[np.ndarray, str, int]:
         from client.robot_client import RuntimeClientError
 
+        assert self._client is not None and self._queue is not None, "call begin() first"
         if self._queue.needs_chunk():
             images = {camera: obs.images[camera] for camera in self._cameras}
             try:
@@ -398,7 +403,7 @@ def run_episode(
                 marks.append(SubtaskMark(steps, text, version))
                 emit(SubtaskChanged(job, steps, text))
             judged = sim.referee() if referee is not None and text else None
-            if judged is not None:
+            if referee is not None and judged is not None:
                 referee.add(text, *judged)
             if video is not None:
                 video.add(video_panels(obs), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
@@ -414,6 +419,7 @@ def run_episode(
         trace = policy.end()
     saved = None
     if video is not None:
+        assert video_dir is not None  # the video exists only with a video_dir
         video.add(video_panels(obs), [obs.instruction, f"step {steps}: {'SUCCESS' if success else 'failure'}"])
         video.close()
         final = video_path(video_dir.parent, job, libero, success)
@@ -455,6 +461,7 @@ def _make_sim(config: RolloutConfig, libero_tasks: Sequence) -> Sim:
 
 def _make_policy(config: RolloutConfig, sim: Sim, run_id: str, worker: int) -> Policy:
     if config.policy.kind == "scripted":
+        assert isinstance(sim, BuiltinSim), "the scripted policy runs the built-in tasks only (checked by rollout)"
         return ScriptedPolicy(sim)
     return RemotePolicy(config.policy.for_worker(worker), effective_replan_steps(config), run_id)
 

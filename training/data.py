@@ -9,7 +9,7 @@ openpi's do, so changing the split does not change the normalization.
 from __future__ import annotations
 
 import pathlib
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 
@@ -53,6 +53,10 @@ def held_out_episodes(episodes: list[int], fraction: float, seed: int) -> list[i
     return sorted(episodes[i] for i in chosen)
 
 
+@overload
+def open_dataset(config: TrainConfig, split: Literal["train", "all"] = "train") -> LeRobotDataset | DatasetMixture: ...
+@overload
+def open_dataset(config: TrainConfig, split: Split) -> LeRobotDataset | DatasetMixture | None: ...
 def open_dataset(config: TrainConfig, split: Split = "train") -> LeRobotDataset | DatasetMixture | None:
     """The frames of `split`; None for `val` when the config holds out nothing."""
     data = config.data

@@ -7,6 +7,7 @@ weight, then a row of that part uniformly, so a part's share of the batches is i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,9 +64,10 @@ class DatasetMixture:
         part, local = self.locate(np.array([row]))
         return self.parts[int(part[0])].frame(int(local[0]), with_images=with_images)
 
-    def _gather(self, rows: np.ndarray, read) -> list[np.ndarray]:
+    def _gather(self, rows: np.ndarray, read) -> list[Any]:
+        """What `read` gives for each row (an array, or a tuple of arrays when `read` returns a tuple)."""
         part, local = self.locate(rows)
-        pieces = [None] * len(rows)
+        pieces: list[Any] = [None] * len(rows)
         for p in np.unique(part):
             where = np.flatnonzero(part == p)
             values = read(self.parts[int(p)], local[where])

@@ -109,7 +109,8 @@ class SampleMaker:
 
     def __call__(self, frame: Frame, rng: np.random.Generator) -> dict:
         size = self.model.vision.image_size
-        images, image_masks = {}, {}
+        images: dict[str, np.ndarray] = {}
+        image_masks: dict[str, np.bool_] = {}
         for key in self.model.image_keys:
             dataset_key = self.cameras.get(key)
             if dataset_key is None:
@@ -160,6 +161,7 @@ class SampleMaker:
         }
 
     def _reasoning_rows(self, frame: Frame, rng: np.random.Generator, state: np.ndarray | None) -> dict:
+        assert self.reasoning is not None  # __call__ picks these rows only with a sampler
         choice = self.reasoning.choose(frame.episode_index, frame.frame_index, rng)
         special = reasoning_tokens(self.model.vocab_size)
         row = tokenize_reasoning_example(
