@@ -7,11 +7,11 @@ batch bucket, and each chunk is unnormalized, cropped to the robot's dims and op
 request raises `InvalidRequest` naming its field and its index, before any compute, so the runtime can
 answer that session alone.
 
-RTC: a request may carry the previous chunk's leftover actions (robot units, not yet executed when the
-observation was taken) and the expected inference delay d in control steps. The leftover is normalized like
-the model's actions; only the robot's dims are guided (the model's padded dims are never seen by the robot,
-so nothing ties them to the old chunk). A delay longer than the leftover is clamped to it: the robot will
-have run out by then, and every leftover action is committed.
+RTC: a request may carry an `RtcPrefix`: the previous chunk's queued actions (robot units, not yet executed
+when the observation was taken) and the expected inference delay d in control steps. The queued actions are
+normalized like the model's actions (a `NormalizedRtcPrefix`); only the robot's dims are guided (the model's
+padded dims are never seen by the robot, so nothing ties them to the old chunk). A delay longer than the
+queued actions is clamped to them: the robot will have run out by then, and every queued action is committed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from actor.postprocess import ActionLimits, to_model_actions, to_robot_actions
-from actor.rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, RTCRequest
+from actor.rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, NormalizedRtcPrefix
 from actor.sampler import DEFAULT_BUCKETS, FlowSampler
 from policy.batching import Row
 from policy.images import check_image
@@ -53,12 +53,13 @@ _Invalid = Callable[[str, str], InvalidRequest]
 
 
 @dataclasses.dataclass(frozen=True)
-class Leftover:
-    """RTC input: the previous chunk's not-yet-executed actions [L, action_dims] (robot units), the delay, and
-    optionally the execution horizon s (steps of the new chunk the robot will run; default H − L)."""
+class RtcPrefix:
+    """The RTC prefix (the wire's `RealTimeChunking`): the previous chunk's queued actions [L, action_dims] (robot
+    units, not yet executed), the inference delay, and optionally the execution horizon s (steps of the new
+    chunk the robot will run; default H − L)."""
 
-    actions: np.ndarray
-    delay: int
+    queued_actions: np.ndarray
+    inference_delay: int
     execution_horizon: int | None = None
 
 
@@ -70,16 +71,16 @@ class ChunkRequest:
     task: str
     subtask: str
     state: np.ndarray | None = None
-    leftover: Leftover | None = None
+    rtc: RtcPrefix | None = None
     seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ChunkTimings:
-    """Shared by the requests sampled together: prefix and denoise are the batch's; total adds tokenizing,
+    """Shared by the requests sampled together: prefill and denoise are the batch's; total adds tokenizing,
     image resizing and post-processing."""
 
-    prefix_ms: float
+    prefill_ms: float
     denoise_ms: float
     total_ms: float
     batch_size: int
@@ -126,7 +127,7 @@ class EngineConfig:
 class _Prepared:
     row: Row
     noise: np.ndarray
-    rtc: RTCRequest | None
+    rtc: NormalizedRtcPrefix | None
     prepare_ms: float
 
 
@@ -202,7 +203,7 @@ class ChunkEngine:
             limits=self.config.limits,
         )
         timings = ChunkTimings(
-            prefix_ms=sampled.timings.prefix_ms,
+            prefill_ms=sampled.timings.prefill_ms,
             denoise_ms=sampled.timings.denoise_ms,
             total_ms=(time.perf_counter() - start) * 1e3 + sum(p.prepare_ms for p in group),
             batch_size=len(group),
@@ -232,7 +233,7 @@ class ChunkEngine:
             max_len = self.model_config.max_token_len
             prompt = tokenize_actor(self.tokenizer, request.task, request.subtask, max_len=max_len, state=prompt_state)
             ar_mask = None
-        rtc = None if request.leftover is None else self._rtc(request.leftover, invalid)
+        rtc = None if request.rtc is None else self._normalized_rtc(request.rtc, invalid)
         noise = self._noise(request.seed)
         return _Prepared(Row(images, prompt, state, ar_mask), noise, rtc, (time.perf_counter() - start) * 1e3)
 
@@ -281,28 +282,32 @@ class ChunkEngine:
             )
         return normalize(state, stats, use_quantiles=self.use_quantiles).astype(np.float32)
 
-    def _rtc(self, leftover: Leftover, invalid: _Invalid) -> RTCRequest | None:
+    def _normalized_rtc(self, prefix: RtcPrefix, invalid: _Invalid) -> NormalizedRtcPrefix | None:
         horizon, dims = self.model_config.action_horizon, self.config.action_dims
-        actions = np.asarray(leftover.actions, np.float32)
+        actions = np.asarray(prefix.queued_actions, np.float32)
         if actions.ndim != 2 or actions.shape[1] != dims or actions.shape[0] > horizon:
             shape = list(actions.shape)
-            raise invalid("leftover.actions", f"must be [steps <= {horizon}, {dims}] in robot units, got shape {shape}")
+            raise invalid(
+                "rtc.queued_actions", f"must be [steps <= {horizon}, {dims}] in robot units, got shape {shape}"
+            )
         if not np.isfinite(actions).all():
-            raise invalid("leftover.actions", "holds NaN or inf")
-        if isinstance(leftover.delay, bool) or not isinstance(leftover.delay, (int, np.integer)) or leftover.delay < 0:
-            raise invalid("leftover.delay", f"must be a non-negative integer, got {leftover.delay!r}")
+            raise invalid("rtc.queued_actions", "holds NaN or inf")
+        delay = prefix.inference_delay
+        if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
+            raise invalid("rtc.inference_delay", f"must be a non-negative integer, got {delay!r}")
         if actions.shape[0] == 0:
             return None
-        s = leftover.execution_horizon
+        s = prefix.execution_horizon
         if s is not None and not (horizon - actions.shape[0] <= s <= horizon):
             raise invalid(
-                "leftover.execution_horizon",
-                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} leftover actions, "
-                f"got {s}",
+                "rtc.execution_horizon",
+                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} queued actions, got {s}",
             )
         normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
-        delay = min(int(leftover.delay), actions.shape[0], horizon - s if s is not None else horizon)
-        return RTCRequest(normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight)
+        delay = min(int(delay), actions.shape[0], horizon - s if s is not None else horizon)
+        return NormalizedRtcPrefix(
+            normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight
+        )
 
     def _noise(self, seed: int | None) -> np.ndarray:
         rng = self._rng if seed is None else np.random.default_rng(seed)

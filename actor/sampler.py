@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from actor.rtc import Guidance, RTCRequest, guidance_for_rows, guided_velocity
+from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guided_velocity
 from policy.batching import Row, bucket_for, build_input
 from policy.config import ModelConfig
 from policy.observation import ModelInput
@@ -44,7 +44,7 @@ class CompileEvent:
 
 @dataclasses.dataclass(frozen=True)
 class SampleTimings:
-    prefix_ms: float
+    prefill_ms: float
     denoise_ms: float
     total_ms: float
 
@@ -93,7 +93,7 @@ class FlowSampler:
         *,
         noise: np.ndarray | None = None,
         seed: Seed | None = None,
-        rtc: Sequence[RTCRequest | None] | None = None,
+        rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
     ) -> np.ndarray:
         """Normalized actions [n,H,D]; see `run` for the arguments."""
         return self.run(batch, noise=noise, seed=seed, rtc=rtc).actions
@@ -104,7 +104,7 @@ class FlowSampler:
         *,
         noise: np.ndarray | None = None,
         seed: Seed | None = None,
-        rtc: Sequence[RTCRequest | None] | None = None,
+        rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
     ) -> SampledChunks:
         """Samples one chunk per row, with timings.
 
@@ -120,7 +120,7 @@ class FlowSampler:
         x_1 = _pad_rows(self._start_noise(noise, seed, rows), bucket)
         guidance = self._guidance(rtc, rows, bucket)
 
-        prefix_start = time.perf_counter()
+        prefill_start = time.perf_counter()
         cache, prefix_mask = jax.block_until_ready(self._fill_prefix(self._state, obs))
         denoise_start = time.perf_counter()
         suffix_obs = dataclasses.replace(obs, images={}, image_masks={}, token_ar_mask=None)
@@ -128,7 +128,7 @@ class FlowSampler:
         actions = np.asarray(x_0, np.float32)[:rows]
         end = time.perf_counter()
         timings = SampleTimings(
-            prefix_ms=(denoise_start - prefix_start) * 1e3,
+            prefill_ms=(denoise_start - prefill_start) * 1e3,
             denoise_ms=(end - denoise_start) * 1e3,
             total_ms=(end - start) * 1e3,
         )
@@ -160,7 +160,7 @@ class FlowSampler:
             raise ValueError(f"seed has {len(seed)} entries for {rows} rows")
         return np.stack([np.random.default_rng(s).standard_normal(shape[1:], np.float32) for s in seed])
 
-    def _guidance(self, rtc: Sequence[RTCRequest | None] | None, rows: int, bucket: int) -> Guidance | None:
+    def _guidance(self, rtc: Sequence[NormalizedRtcPrefix | None] | None, rows: int, bucket: int) -> Guidance | None:
         if rtc is None:
             return None
         if len(rtc) != rows:

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from planner.decoder import DEFAULT_MAX_NEW_TOKENS, PlanRequest, SubtaskDecoder
+from planner.decoder import DEFAULT_MAX_NEW_TOKENS, DecodeRequest, SubtaskDecoder
 from policy.config import NAMED_CONFIGS
 from policy.errors import UserFacingError
 from policy.model_dir import ModelDir
@@ -134,7 +134,7 @@ def plan_frames(decoder, frames: Sequence[Frame], batch: int, *, progress: bool 
     try:
         for start in range(0, len(frames), batch):
             chunk = frames[start : start + batch]
-            requests = [PlanRequest(f.cameras, f.instruction, f.state) for f in chunk]
+            requests = [DecodeRequest(f.cameras, f.instruction, f.state) for f in chunk]
             began = time.perf_counter()
             results = decoder.decode(requests, temperature=0.0)
             elapsed_ms = (time.perf_counter() - began) * 1e3

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from planner.decoder import PlanRequest, SubtaskDecoder
+from planner.decoder import DecodeRequest, SubtaskDecoder
 from planner.reference import full_recompute_generate
 from planner.vocab import all_mask
 from policy import decoding
@@ -69,13 +69,13 @@ def never_eos_greedy(eos_id: int) -> decoding.TokenChooser:
     return choose
 
 
-def planner_request(cfg, seed: int) -> PlanRequest:
+def planner_request(cfg, seed: int) -> DecodeRequest:
     size = cfg.vision.image_size
     image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    return PlanRequest({cfg.image_keys[0]: image}, TASK)
+    return DecodeRequest({cfg.image_keys[0]: image}, TASK)
 
 
-def model_input(cfg, tokenizer: TextTokenizer, request: PlanRequest) -> ModelInput:
+def model_input(cfg, tokenizer: TextTokenizer, request: DecodeRequest) -> ModelInput:
     prompt = tokenize_planner(tokenizer, request.task, max_len=cfg.max_token_len)
     return build_input(cfg, [Row(dict(request.cameras), prompt)])
 

@@ -237,11 +237,11 @@ def install_openpi_stubs() -> None:
         sys.modules[name] = module
         return module
 
-    class Tensor:
+    class TorchTensor:
         pass
 
     functional = stub("torch.nn.functional")
-    stub("torch", Tensor=Tensor, uint8=object(), float32=object(), nn=stub("torch.nn", functional=functional))
+    stub("torch", Tensor=TorchTensor, uint8=object(), float32=object(), nn=stub("torch.nn", functional=functional))
     stub("safetensors", torch=stub("safetensors.torch"))
     stub("augmax")
     stub("openpi.models_pytorch", pi0_pytorch=stub("openpi.models_pytorch.pi0_pytorch"))

@@ -1,16 +1,16 @@
 """The robot's side of the runtime: what a robot control loop (or the sim's rollout runner) imports to talk to
 a `robot-runtime serve`. It depends on the wire (`protos/`) alone."""
 
-from client.action_queue import ActionQueue, RtcRequest
-from client.robot_client import Chunk, ClientStats, RobotClient, RuntimeClientError, RuntimeMetadata, SubtaskEvent
+from client.action_queue import ActionQueue, RtcPrefix
+from client.robot_client import Chunk, ClientStats, RobotClient, RuntimeClientError, RuntimeInfo, SubtaskEvent
 
 __all__ = [
     "ActionQueue",
     "Chunk",
     "ClientStats",
     "RobotClient",
-    "RtcRequest",
+    "RtcPrefix",
     "RuntimeClientError",
-    "RuntimeMetadata",
+    "RuntimeInfo",
     "SubtaskEvent",
 ]

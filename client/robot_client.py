@@ -35,7 +35,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
-from client.action_queue import RtcRequest
+from client.action_queue import RtcPrefix
 from protos.grpc_server import auth_metadata, channel_options
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
@@ -68,7 +68,10 @@ class RuntimeClientError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class RuntimeMetadata:
+class RuntimeInfo:
+    """The runtime's interface as the server's `RuntimeMetadata` describes it (the session's own id and resume
+    token stay inside the client)."""
+
     action_dims: int
     action_horizon: int
     state_dims: int
@@ -78,7 +81,7 @@ class RuntimeMetadata:
     model_config_json: str = dataclasses.field(repr=False)
 
     @classmethod
-    def from_proto(cls, message: pb.RuntimeMetadata) -> RuntimeMetadata:
+    def from_proto(cls, message: pb.RuntimeMetadata) -> RuntimeInfo:
         return cls(
             action_dims=message.action_dims,
             action_horizon=message.action_horizon,
@@ -193,7 +196,7 @@ def _checked_frame(camera: str, frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _rtc_message(rtc: RtcRequest) -> pb.RealTimeChunking:
+def _rtc_message(rtc: RtcPrefix) -> pb.RealTimeChunking:
     return pb.RealTimeChunking(
         queued_actions=numpy_to_tensor(np.asarray(rtc.queued_actions, np.float32)),
         inference_delay=int(rtc.inference_delay),
@@ -252,7 +255,7 @@ class RobotClient:
         self._connected = False
         self._opened_this_run = False
         self._error: RuntimeClientError | None = None
-        self._metadata: RuntimeMetadata | None = None
+        self._metadata: RuntimeInfo | None = None
 
         self._next_step = 0
         self._pending: dict[int, _Pending] = {}
@@ -277,7 +280,7 @@ class RobotClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def connect(self) -> RuntimeMetadata:
+    def connect(self) -> RuntimeInfo:
         """Opens the session (retrying like a reconnect) → the runtime's metadata; raises after `timeout_s`."""
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
@@ -349,7 +352,7 @@ class RobotClient:
         state: np.ndarray | None = None,
         *,
         task: str | None = None,
-        rtc: RtcRequest | None = None,
+        rtc: RtcPrefix | None = None,
     ) -> int:
         """Sends an observation without waiting → its step (the key of its chunk)."""
         observation = self._observation(images, state, task, rtc)
@@ -393,7 +396,7 @@ class RobotClient:
         state: np.ndarray | None = None,
         *,
         task: str | None = None,
-        rtc: RtcRequest | None = None,
+        rtc: RtcPrefix | None = None,
     ) -> Chunk:
         """Sends an observation and blocks for its chunk (at most `timeout_s`)."""
         return self.wait(self.send(images, state, task=task, rtc=rtc))
@@ -413,7 +416,7 @@ class RobotClient:
         images: Mapping[str, np.ndarray],
         state: np.ndarray | None,
         task: str | None,
-        rtc: RtcRequest | None,
+        rtc: RtcPrefix | None,
     ) -> pb.Observation:
         return pb.Observation(
             timestamp=time.time(),
@@ -446,7 +449,7 @@ class RobotClient:
     # -- what the client has seen ------------------------------------------------------------------------------
 
     @property
-    def metadata(self) -> RuntimeMetadata | None:
+    def metadata(self) -> RuntimeInfo | None:
         return self._metadata
 
     @property
@@ -487,9 +490,9 @@ class RobotClient:
                 subtask_updates=self._subtask_count,
             )
 
-    def get_metadata(self) -> RuntimeMetadata:
+    def get_metadata(self) -> RuntimeInfo:
         """Unary GetMetadata (no session needed)."""
-        return RuntimeMetadata.from_proto(self._unary("GetMetadata", pb.MetadataRequest()))
+        return RuntimeInfo.from_proto(self._unary("GetMetadata", pb.MetadataRequest()))
 
     def server_stats(self) -> pb.Stats:
         """The runtime's own histograms and counters (all sessions)."""
@@ -608,7 +611,7 @@ class RobotClient:
         return False
 
     def _on_metadata(self, message: pb.RuntimeMetadata) -> None:
-        metadata = RuntimeMetadata.from_proto(message)
+        metadata = RuntimeInfo.from_proto(message)
         with self._cond:
             previous = self._metadata
             if previous is not None and previous.interface() != metadata.interface():

@@ -48,12 +48,12 @@ VOCAB_CHOICES = ("ascii", "all")
 VocabSpec = str | Sequence[str | int] | np.ndarray
 
 
-class PlanRequestError(UserFacingError, ValueError):
+class DecodeRequestError(UserFacingError, ValueError):
     """A request or decoder setting that cannot be decoded; the message names the offending field."""
 
 
 @dataclasses.dataclass(frozen=True)
-class PlanRequest:
+class DecodeRequest:
     """Model camera key (e.g. `base_0_rgb`) → uint8 [H,W,3] RGB; absent cameras are masked out of the prefix."""
 
     cameras: Mapping[str, np.ndarray]
@@ -118,7 +118,7 @@ def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int
             return printable_ascii_mask(tokenizer, model_vocab_size)
         if vocab == "all":
             return all_mask(tokenizer, model_vocab_size)
-        raise PlanRequestError(
+        raise DecodeRequestError(
             f"vocab must be one of {list(VOCAB_CHOICES)}, a list of allowed strings/ids or a mask; got {vocab!r}"
         )
     if isinstance(vocab, np.ndarray) and vocab.dtype == bool:
@@ -128,11 +128,11 @@ def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int
 
 def _checked_mask(tokenizer: TextTokenizer, mask: np.ndarray, model_vocab_size: int) -> np.ndarray:
     if mask.shape != (model_vocab_size,):
-        raise PlanRequestError(f"vocab mask has shape {mask.shape}, expected ({model_vocab_size},)")
+        raise DecodeRequestError(f"vocab mask has shape {mask.shape}, expected ({model_vocab_size},)")
     if mask[tokenizer.vocab_size :].any():
-        raise PlanRequestError(f"vocab mask allows ids past the tokenizer's {tokenizer.vocab_size} pieces")
+        raise DecodeRequestError(f"vocab mask allows ids past the tokenizer's {tokenizer.vocab_size} pieces")
     if not mask.any():
-        raise PlanRequestError("vocab mask allows no token at all")
+        raise DecodeRequestError("vocab mask allows no token at all")
     return mask.copy()
 
 
@@ -250,12 +250,12 @@ class SubtaskDecoder:
         state goes into the prompt (needs `norm_stats`); None follows the checkpoint's `discrete_state_input`."""
         if tokenizer.vocab_size > cfg.state_token_offset:
             reserved = f" less its {cfg.vocab_size - cfg.state_token_offset} state tokens" if cfg.state_tokens else ""
-            raise PlanRequestError(
+            raise DecodeRequestError(
                 f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
                 f"vocabulary of {cfg.vocab_size}{reserved}; it does not belong to this checkpoint"
             )
         if not buckets or any(b <= 0 for b in buckets):
-            raise PlanRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
+            raise DecodeRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
         _check_max_new_tokens(max_new_tokens)
         if use_state is None:
             use_state = cfg.discrete_state_input
@@ -295,7 +295,7 @@ class SubtaskDecoder:
 
     def decode(
         self,
-        requests: Sequence[PlanRequest],
+        requests: Sequence[DecodeRequest],
         *,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -328,7 +328,7 @@ class SubtaskDecoder:
         black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
         state = None if self._state_stats is None else np.zeros(self._state_stats.dim, np.float32)
         for rows in batch_sizes or self._buckets:
-            self.decode([PlanRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
+            self.decode([DecodeRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
 
     def prefill(self, rows: Sequence[Row]) -> Prefilled:
         """The compiled prefix pass over `rows` (at most the largest bucket), padded to their bucket."""
@@ -374,10 +374,10 @@ class SubtaskDecoder:
         self._compile_count += compiled_now
         return executable
 
-    def _row(self, index: int, request: PlanRequest) -> Row:
+    def _row(self, index: int, request: DecodeRequest) -> Row:
         where = f"requests[{index}]"
-        if not isinstance(request, PlanRequest):
-            raise PlanRequestError(f"{where} must be a PlanRequest, got {type(request).__name__}")
+        if not isinstance(request, DecodeRequest):
+            raise DecodeRequestError(f"{where} must be a DecodeRequest, got {type(request).__name__}")
         task = _checked_task(request.task, where)
         images = self.checked_cameras(request.cameras, where)
         state = self.normalized_state(request.state, where)
@@ -388,12 +388,12 @@ class SubtaskDecoder:
     def checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
         """The cameras of the request at `where`, refused naming the field when unknown, empty or not RGB."""
         if not cameras:
-            raise PlanRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
+            raise DecodeRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
         checked = {}
         for key, image in cameras.items():
             field = f"{where}.cameras[{key!r}]"
             if key not in self._cfg.image_keys:
-                raise PlanRequestError(f"{field}: unknown camera; the model reads {list(self._cfg.image_keys)}")
+                raise DecodeRequestError(f"{field}: unknown camera; the model reads {list(self._cfg.image_keys)}")
             checked[key] = _checked_image(image, field)
         return checked
 
@@ -406,44 +406,44 @@ class SubtaskDecoder:
             return None
         field = f"{where}.state"
         if state is None:
-            raise PlanRequestError(f"{field} is missing; this model reads the robot state in every request")
+            raise DecodeRequestError(f"{field} is missing; this model reads the robot state in every request")
         values = np.asarray(state, np.float64)
         if values.ndim != 1 or not np.all(np.isfinite(values)):
-            raise PlanRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")
+            raise DecodeRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")
         if values.shape[0] > self._state_stats.dim:
-            raise PlanRequestError(f"{field} has {values.shape[0]} dims, the norm stats only {self._state_stats.dim}")
+            raise DecodeRequestError(f"{field} has {values.shape[0]} dims, the norm stats only {self._state_stats.dim}")
         return normalize(values, self._state_stats, use_quantiles=self._cfg.pi05)
 
 
 def _checked_task(task: str, where: str) -> str:
     if not isinstance(task, str):
-        raise PlanRequestError(f"{where}.task must be text, got {type(task).__name__}")
+        raise DecodeRequestError(f"{where}.task must be text, got {type(task).__name__}")
     if not task.strip():
-        raise PlanRequestError(f"{where}.task is empty; say what the robot should do")
+        raise DecodeRequestError(f"{where}.task is empty; say what the robot should do")
     return task
 
 
 def _checked_image(image: np.ndarray, field: str) -> np.ndarray:
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
-        raise PlanRequestError(f"{field} must be a uint8 [H, W, 3] RGB image, got {array.dtype} {list(array.shape)}")
+        raise DecodeRequestError(f"{field} must be a uint8 [H, W, 3] RGB image, got {array.dtype} {list(array.shape)}")
     return array
 
 
 def _state_stats(norm_stats: Mapping[str, NormStats] | None) -> NormStats:
     if not norm_stats or "state" not in norm_stats:
-        raise PlanRequestError("use_state=True needs norm stats with a 'state' entry to normalize the state")
+        raise DecodeRequestError("use_state=True needs norm stats with a 'state' entry to normalize the state")
     return norm_stats["state"]
 
 
 def _check_max_new_tokens(max_new_tokens: int) -> None:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise PlanRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        raise DecodeRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
     """Refuses a temperature or top-p no decode can run with, naming the setting."""
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise PlanRequestError(f"temperature must be a finite number >= 0, got {temperature}")
+        raise DecodeRequestError(f"temperature must be a finite number >= 0, got {temperature}")
     if not (0 < top_p <= 1):
-        raise PlanRequestError(f"top_p must be in (0, 1], got {top_p}")
+        raise DecodeRequestError(f"top_p must be in (0, 1], got {top_p}")

@@ -29,8 +29,8 @@ import numpy as np
 from flax import nnx
 
 from planner.decoder import (
-    PlanRequest,
-    PlanRequestError,
+    DecodeRequest,
+    DecodeRequestError,
     SubtaskDecoder,
     VocabSpec,
     check_sampling,
@@ -161,7 +161,7 @@ class ReasoningPlanner:
         The reasoning is decoded greedily at temperature 0, else with temperature + top-p sampling.
         """
         if force is not None and force not in DECISIONS:
-            raise PlanRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
+            raise DecodeRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
         check_sampling(temperature, top_p)
         filled = self._decoder.prefill([self._row(request)])
         start = time.perf_counter()
@@ -186,9 +186,9 @@ class ReasoningPlanner:
 
     def _row(self, request: ReasoningRequest) -> Row:
         if not isinstance(request, ReasoningRequest):
-            raise PlanRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
+            raise DecodeRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
         if not isinstance(request.context, str) or not request.context.strip():
-            raise PlanRequestError("request.context is empty; give the instruction or the latest reasoning")
+            raise DecodeRequestError("request.context is empty; give the instruction or the latest reasoning")
         images = self._decoder.checked_cameras(request.cameras, "request")
         state = self._decoder.normalized_state(request.state, "request")
         begin = self._special.begin_reasoning
@@ -197,7 +197,7 @@ class ReasoningPlanner:
                 self._tokenizer, request.context, begin, self._special, max_len=self._cfg.max_token_len, state=state
             )
         except ValueError as err:
-            raise PlanRequestError(f"request.context is too long: {err}") from err
+            raise DecodeRequestError(f"request.context is too long: {err}") from err
         return Row(images, TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)
 
 
@@ -236,7 +236,7 @@ class ReasoningSessions:
         return self._sessions.get(session_id)
 
     def plan(
-        self, session_id: str, observation_step: int, request: PlanRequest, *, max_tokens: int = 0
+        self, session_id: str, observation_step: int, request: DecodeRequest, *, max_tokens: int = 0
     ) -> tuple[ReasoningStep, SessionReasoning]:
         """Thinks or acts on `request` in its session's context → the step and the session's reasoning after it.
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from actor.engine import ChunkRequest, ChunkResult, InvalidRequest
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 
 
 class Dropped(Exception):
@@ -41,7 +41,7 @@ class ChunkBatcher:
     def __init__(
         self,
         run_batch: Callable[[Sequence[ChunkRequest]], list[ChunkResult]],
-        stats: Stats,
+        stats: StatsRecorder,
         *,
         max_batch: int = 8,
         max_wait_ms: float = 2.0,

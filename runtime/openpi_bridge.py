@@ -42,7 +42,7 @@ from websockets.http11 import Request, Response
 from actor.engine import InvalidRequest
 from policy.errors import UserFacingError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from protos.wire import WireError, numpy_to_image, numpy_to_tensor
 from runtime.batcher import ChunkBatcher
 from runtime.chunks import ChunkMaker
@@ -251,7 +251,7 @@ class OpenpiBridge:
         self,
         registry: SessionRegistry,
         batcher: ChunkBatcher,
-        stats: Stats,
+        stats: StatsRecorder,
         metadata: pb.RuntimeMetadata,
         *,
         keys: OpenpiKeys | None = None,
@@ -403,7 +403,7 @@ class OpenpiBridge:
             "policy_timing": {
                 "infer_ms": chunk.timings.total_ms,
                 "queue_ms": chunk.queue_ms,
-                "prefill_ms": chunk.timings.prefix_ms,
+                "prefill_ms": chunk.timings.prefill_ms,
                 "denoise_ms": chunk.timings.denoise_ms,
                 "batch_size": chunk.timings.batch_size,
             },

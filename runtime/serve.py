@@ -32,7 +32,7 @@ from policy.model_dir import ModelDir
 from protos import grpc_server
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
 from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
 
@@ -135,7 +135,7 @@ async def serve_planner(options: PlannerOptions) -> None:
     tokenizer = model_dir.text_tokenizer()
     server = grpc_server.make_server(options.security, options.max_message_mb)
     health = grpc_server.Health(server, [pb.DESCRIPTOR.services_by_name["Planner"].full_name])
-    stats = Stats()
+    stats = StatsRecorder()
     loop = asyncio.get_running_loop()
 
     service = _DeferredPlanner()
@@ -293,7 +293,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     if unknown:
         raise ValueError(f"--camera maps to {unknown[0]!r}, which the model does not read ({list(cfg.image_keys)})")
 
-    stats = Stats()
+    stats = StatsRecorder()
     registry = SessionRegistry(settings, reasoning=options.reasoning)
     metadata = registry.metadata(config_json(cfg), options.num_steps)
     engine_holder: dict = {}
@@ -409,13 +409,13 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
 
 def warm_up_actor(engine, settings: SessionSettings, image_size: int, max_batch: int) -> None:
     """Compiles every batch bucket a session mix can hit, with and without RTC, before the first robot waits."""
-    from actor.engine import ChunkRequest, Leftover
+    from actor.engine import ChunkRequest, RtcPrefix
     from actor.sampler import DEFAULT_BUCKETS
 
     black = {key: np.zeros((image_size, image_size, 3), np.uint8) for key in settings.cameras.values()}
     plain = ChunkRequest(black, "warm up", "warm up", np.zeros(settings.state_dims, np.float32))
-    leftover = Leftover(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
-    guided = dataclasses.replace(plain, leftover=leftover)
+    rtc = RtcPrefix(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
+    guided = dataclasses.replace(plain, rtc=rtc)
     for bucket in DEFAULT_BUCKETS:
         engine.run([plain] * bucket)
         engine.run([guided] + [plain] * (bucket - 1))

@@ -20,7 +20,7 @@ from actor.engine import InvalidRequest
 from protos.grpc_server import RateLimitedLog
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from protos.wire import WireError, needs_decoding, numpy_to_tensor
 from runtime.batcher import ChunkBatcher, Dropped
 from runtime.chunks import ChunkMaker
@@ -43,7 +43,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         self,
         registry: SessionRegistry,
         batcher: ChunkBatcher,
-        stats: Stats,
+        stats: StatsRecorder,
         metadata: pb.RuntimeMetadata,
         *,
         on_observation: Callable[[], None] = lambda: None,
@@ -178,7 +178,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                     subtask_version=chunk.subtask_version,
                     timings=pb.Timings(
                         queue_ms=chunk.queue_ms,
-                        prefill_ms=chunk.timings.prefix_ms,
+                        prefill_ms=chunk.timings.prefill_ms,
                         denoise_ms=chunk.timings.denoise_ms,
                         total_ms=chunk.total_ms,
                     ),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from actor.engine import ChunkRequest, Leftover
+from actor.engine import ChunkRequest, RtcPrefix
 from policy.errors import UserFacingError
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
@@ -162,7 +162,7 @@ class SessionRegistry:
         state = (
             float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
         )
-        leftover = self._leftover(obs) if obs.HasField("rtc") else None
+        rtc = self._rtc_prefix(obs) if obs.HasField("rtc") else None
 
         if task != session.task:
             session.task, session.subtask = task, ""
@@ -170,7 +170,7 @@ class SessionRegistry:
             session.first_subtask.clear()
         session.last_step = obs.step
         session.pending_snapshot = obs
-        return ChunkRequest(images=images, task=task, subtask=session.actor_subtask(), state=state, leftover=leftover)
+        return ChunkRequest(images=images, task=task, subtask=session.actor_subtask(), state=state, rtc=rtc)
 
     def take_snapshot(self, session: Session) -> pb.PlanRequest:
         """The planner's request for the session's newest observation, built only when the planner takes it
@@ -233,7 +233,7 @@ class SessionRegistry:
             for name, image in obs.images.items()
         }
 
-    def _leftover(self, obs: pb.Observation) -> Leftover | None:
+    def _rtc_prefix(self, obs: pb.Observation) -> RtcPrefix | None:
         rtc = obs.rtc
         if rtc.inference_delay < 0:
             raise WireError("observation.rtc.inference_delay", f"must be >= 0, got {rtc.inference_delay}")
@@ -247,7 +247,7 @@ class SessionRegistry:
             )
         if not actions.shape[0]:
             return None
-        return Leftover(actions, int(rtc.inference_delay), int(rtc.execution_horizon) or None)
+        return RtcPrefix(actions, int(rtc.inference_delay), int(rtc.execution_horizon) or None)
 
 
 def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:

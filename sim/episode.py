@@ -31,7 +31,7 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
-class Observation:
+class SimObservation:
     """Images are upright uint8 HxWx3 per camera (empty when nothing is rendered); state is float32[8]. Views are
     the same cameras at a viewing size, when the sim renders them for a video; the policy never sees them."""
 
@@ -44,9 +44,9 @@ class Observation:
 class Sim(Protocol):
     fps: float
 
-    def start(self, job: Job) -> Observation: ...
+    def start(self, job: Job) -> SimObservation: ...
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+    def step(self, action: np.ndarray) -> tuple[SimObservation, bool]:
         """Applies a 7-D action → (observation, whether the task is now solved)."""
         ...
 
@@ -72,7 +72,7 @@ class BuiltinSim:
         self.env: TabletopEnv | None = None
         self.fps = 10.0
 
-    def start(self, job: Job) -> Observation:
+    def start(self, job: Job) -> SimObservation:
         from sim.tasks import make
 
         if job.task not in self._envs:
@@ -92,7 +92,7 @@ class BuiltinSim:
         self._phrases = frozenset(subtask_phrases(self.env))
         return obs
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+    def step(self, action: np.ndarray) -> tuple[SimObservation, bool]:
         assert self.env is not None, "call start() first"
         obs, _, info = self.env.step(action)
         return self._observation(obs), bool(info["success"])
@@ -112,7 +112,7 @@ class BuiltinSim:
             env.close()
         self._envs.clear()
 
-    def _observation(self, obs: dict) -> Observation:
+    def _observation(self, obs: dict) -> SimObservation:
         assert self.env is not None
         views = self.env.views() if self.view_size else {}
-        return Observation(obs["images"], obs["state"], obs["task"], views)
+        return SimObservation(obs["images"], obs["state"], obs["task"], views)

@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sim.envspec import EnvSelection
-from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Observation, Sim
+from sim.episode import ACTION_DIMS, STATE_DIMS, BuiltinSim, Job, Sim, SimObservation
 from sim.summary_figure import SUMMARY_FILE, plot_summary
 
 if TYPE_CHECKING:  # imported when a remote policy begins: a scripted rollout needs no gRPC
@@ -206,9 +206,9 @@ class PolicyTrace:
 
 
 class Policy(Protocol):
-    def begin(self, job: Job, obs: Observation) -> None: ...
+    def begin(self, job: Job, obs: SimObservation) -> None: ...
 
-    def act(self, obs: Observation) -> tuple[np.ndarray, str, int]:
+    def act(self, obs: SimObservation) -> tuple[np.ndarray, str, int]:
         """→ (7-D action, the subtask it serves or "", that subtask's version)."""
         ...
 
@@ -228,10 +228,10 @@ class ScriptedPolicy:
         self._times: list[float] = []
         self._label = ("", 0)
 
-    def begin(self, job: Job, obs: Observation) -> None:
+    def begin(self, job: Job, obs: SimObservation) -> None:
         self._times, self._label = [], ("", 0)
 
-    def act(self, obs: Observation) -> tuple[np.ndarray, str, int]:
+    def act(self, obs: SimObservation) -> tuple[np.ndarray, str, int]:
         t = time.perf_counter()
         action, text = self.expert.act(self.sim.env)
         self._times.append((time.perf_counter() - t) * 1e3)
@@ -294,7 +294,7 @@ class RemotePolicy:
         self._round_trip: list[float] = []
         self._server: list[float] = []
 
-    def begin(self, job: Job, obs: Observation) -> None:
+    def begin(self, job: Job, obs: SimObservation) -> None:
         from client.action_queue import ActionQueue
         from client.robot_client import RobotClient, RuntimeClientError
 
@@ -314,7 +314,7 @@ class RemotePolicy:
         self._subtask, self._instruction = ("", 0), obs.instruction
         self._round_trip, self._server = [], []
 
-    def act(self, obs: Observation) -> tuple[np.ndarray, str, int]:
+    def act(self, obs: SimObservation) -> tuple[np.ndarray, str, int]:
         from client.robot_client import RuntimeClientError
 
         assert self._client is not None and self._queue is not None, "call begin() first"
@@ -356,7 +356,7 @@ def video_path(out_dir: pathlib.Path, job: Job, libero: bool, success: bool) -> 
     return out_dir / "videos" / folder / f"episode{job.episode:03d}_seed{job.seed}_{outcome}.mp4"
 
 
-def video_panels(obs: Observation) -> list[np.ndarray]:
+def video_panels(obs: SimObservation) -> list[np.ndarray]:
     """What a video frame shows: the cameras at viewing size, then what the policy saw (its own low-resolution
     images, stacked in one column and scaled up by whole pixels); just the policy's images when there are no views."""
     inputs = list(obs.images.values())

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from actor.engine import ChunkResult, ChunkTimings
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from protos.wire import image_to_numpy
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
@@ -299,7 +299,7 @@ def in_process_bridge(**options):
     thread.start()
     registry = SessionRegistry(SessionSettings(dict(DEFAULT_CAMERAS), 8, 7, 4))
     metadata = registry.metadata("{}", 10)
-    bridge = openpi_bridge.OpenpiBridge(registry, InstantBatcher(4, 7), Stats(), metadata, **options)
+    bridge = openpi_bridge.OpenpiBridge(registry, InstantBatcher(4, 7), StatsRecorder(), metadata, **options)
     try:
         yield asyncio.run_coroutine_threadsafe(bridge.start("127.0.0.1", 0), loop).result(10), registry
     finally:
