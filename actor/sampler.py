@@ -24,12 +24,11 @@ import numpy as np
 from flax import nnx
 
 from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guided_velocity
-from policy.batching import Row, bucket_for, build_input
+from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
 from policy.config import ModelConfig
 from policy.observation import ModelInput
 from policy.pi05 import Pi05
 
-DEFAULT_BUCKETS = (1, 2, 4, 8)
 Seed = int | Sequence[int]
 
 
@@ -65,7 +64,7 @@ class FlowSampler:
         cfg: ModelConfig | None = None,
         *,
         num_steps: int = 10,
-        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        buckets: Sequence[int] = BATCH_BUCKETS,
     ) -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")

@@ -14,12 +14,13 @@ share them. The mask, temperature, top-p and seed are runtime arguments, so chan
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
@@ -30,17 +31,17 @@ from flax import nnx
 from planner.sampling import choose_token
 from planner.vocab import all_mask, allowed_set_mask, printable_ascii_mask
 from policy import decoding
-from policy.batching import Row, bucket_for, build_input
+from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
 from policy.config import ModelConfig
 from policy.errors import UserFacingError
 from policy.gemma import KVCache
-from policy.normalize import NormStats, normalize
+from policy.inputs import InputError, checked_cameras, checked_task, model_state
+from policy.normalize import NormStats
 from policy.observation import ModelInput
 from policy.pi05 import Pi05
 from policy.prompts import tokenize_planner
 from policy.tokenizer import TextTokenizer
 
-DEFAULT_BUCKETS = (1, 2, 4, 8)
 DEFAULT_MAX_NEW_TOKENS = 20
 VOCAB_CHOICES = ("ascii", "all")
 
@@ -50,6 +51,15 @@ VocabSpec = str | Sequence[str | int] | np.ndarray
 
 class DecodeRequestError(UserFacingError, ValueError):
     """A request or decoder setting that cannot be decoded; the message names the offending field."""
+
+
+@contextlib.contextmanager
+def request_errors() -> Iterator[None]:
+    """A request's `InputError` (the shared input checks) raised as the planner's own `DecodeRequestError`."""
+    try:
+        yield
+    except InputError as err:
+        raise DecodeRequestError(str(err)) from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +251,7 @@ class SubtaskDecoder:
         *,
         vocab: VocabSpec = "ascii",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        buckets: Sequence[int] = BATCH_BUCKETS,
         norm_stats: Mapping[str, NormStats] | None = None,
         use_state: bool | None = None,
         forbidden: Sequence[int] = (),
@@ -326,9 +336,15 @@ class SubtaskDecoder:
         """Compiles every bucket (or those holding `batch_sizes` rows) with black images, off the request path."""
         size = self._cfg.vision.image_size
         black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
-        state = None if self._state_stats is None else np.zeros(self._state_stats.dim, np.float32)
         for rows in batch_sizes or self._buckets:
-            self.decode([DecodeRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
+            self.decode([DecodeRequest(black, "warm up", self.warm_up_state)] * bucket_for(rows, self._buckets))
+
+    @property
+    def warm_up_state(self) -> np.ndarray | None:
+        """A state this decoder takes (zeros), or None when it reads none."""
+        if self._state_stats is None:
+            return None
+        return np.zeros(min(self._state_stats.dim, self._cfg.action_dim), np.float32)
 
     def prefill(self, rows: Sequence[Row]) -> Prefilled:
         """The compiled prefix pass over `rows` (at most the largest bucket), padded to their bucket."""
@@ -378,7 +394,8 @@ class SubtaskDecoder:
         where = f"requests[{index}]"
         if not isinstance(request, DecodeRequest):
             raise DecodeRequestError(f"{where} must be a DecodeRequest, got {type(request).__name__}")
-        task = _checked_task(request.task, where)
+        with request_errors():
+            task = checked_task(request.task, f"{where}.task")
         images = self.checked_cameras(request.cameras, where)
         state = self.normalized_state(request.state, where)
         prompt_state = state if self._state_in_prompt else None
@@ -386,48 +403,16 @@ class SubtaskDecoder:
         return Row(images, prompt, state)
 
     def checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
-        """The cameras of the request at `where`, refused naming the field when unknown, empty or not RGB."""
-        if not cameras:
-            raise DecodeRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
-        checked = {}
-        for key, image in cameras.items():
-            field = f"{where}.cameras[{key!r}]"
-            if key not in self._cfg.image_keys:
-                raise DecodeRequestError(f"{field}: unknown camera; the model reads {list(self._cfg.image_keys)}")
-            checked[key] = _checked_image(image, field)
-        return checked
+        """The cameras of the request at `where` (`policy.inputs.checked_cameras`)."""
+        with request_errors():
+            return checked_cameras(cameras, self._cfg.image_keys, f"{where}.cameras")
 
     def normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
-        """The normalized state for the model, or None when the model does not read it.
-
-        pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does.
-        """
+        """The model's state (`policy.inputs.model_state`), or None when this decoder does not read it."""
         if self._state_stats is None:
             return None
-        field = f"{where}.state"
-        if state is None:
-            raise DecodeRequestError(f"{field} is missing; this model reads the robot state in every request")
-        values = np.asarray(state, np.float64)
-        if values.ndim != 1 or not np.all(np.isfinite(values)):
-            raise DecodeRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")
-        if values.shape[0] > self._state_stats.dim:
-            raise DecodeRequestError(f"{field} has {values.shape[0]} dims, the norm stats only {self._state_stats.dim}")
-        return normalize(values, self._state_stats, use_quantiles=self._cfg.pi05)
-
-
-def _checked_task(task: str, where: str) -> str:
-    if not isinstance(task, str):
-        raise DecodeRequestError(f"{where}.task must be text, got {type(task).__name__}")
-    if not task.strip():
-        raise DecodeRequestError(f"{where}.task is empty; say what the robot should do")
-    return task
-
-
-def _checked_image(image: np.ndarray, field: str) -> np.ndarray:
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
-        raise DecodeRequestError(f"{field} must be a uint8 [H, W, 3] RGB image, got {array.dtype} {list(array.shape)}")
-    return array
+        with request_errors():
+            return model_state(state, self._state_stats, self._cfg, f"{where}.state")
 
 
 def _state_stats(norm_stats: Mapping[str, NormStats] | None) -> NormStats:

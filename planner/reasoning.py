@@ -34,11 +34,13 @@ from planner.decoder import (
     SubtaskDecoder,
     VocabSpec,
     check_sampling,
+    request_errors,
     truncated,
 )
 from policy import masks
 from policy.batching import Row
 from policy.config import ModelConfig
+from policy.inputs import checked_text
 from policy.normalize import NormStats
 from policy.pi05 import Pi05
 from policy.prompts import (
@@ -128,10 +130,6 @@ class ReasoningPlanner:
         )
         self._tokenizer = tokenizer
         self._cfg = cfg
-        self._warm_up_state: np.ndarray | None = None
-        if use_state:
-            assert norm_stats is not None  # SubtaskDecoder refused use_state without them
-            self._warm_up_state = np.zeros(norm_stats["state"].dim, np.float32)
         graphdef, self._state = nnx.split(model)
         self._begin_logits = jax.jit(_begin_logits_fn(graphdef, self._special))
 
@@ -182,13 +180,13 @@ class ReasoningPlanner:
         """Compiles the prefix pass, the read-out and the decode loop with black images, off the request path."""
         size = self._cfg.vision.image_size
         black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
-        self.plan(ReasoningRequest(black, "warm up", self._warm_up_state), force="think")
+        self.plan(ReasoningRequest(black, "warm up", self._decoder.warm_up_state), force="think")
 
     def _row(self, request: ReasoningRequest) -> Row:
         if not isinstance(request, ReasoningRequest):
             raise DecodeRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
-        if not isinstance(request.context, str) or not request.context.strip():
-            raise DecodeRequestError("request.context is empty; give the instruction or the latest reasoning")
+        with request_errors():
+            checked_text(request.context, "request.context", "give the instruction or the latest reasoning")
         images = self._decoder.checked_cameras(request.cameras, "request")
         state = self._decoder.normalized_state(request.state, "request")
         begin = self._special.begin_reasoning
@@ -197,7 +195,7 @@ class ReasoningPlanner:
                 self._tokenizer, request.context, begin, self._special, max_len=self._cfg.max_token_len, state=state
             )
         except ValueError as err:
-            raise DecodeRequestError(f"request.context is too long: {err}") from err
+            raise DecodeRequestError(f"request.context: is too long: {err}") from err
         return Row(images, TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)
 
 

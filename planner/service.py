@@ -20,22 +20,22 @@ import grpc
 from planner.decoder import DecodeRequest, PlanResult, SubtaskDecoder, truncated
 from planner.reasoning import ReasoningSessions
 from policy.errors import UserFacingError
+from policy.inputs import checked_state, checked_task
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import StatsRecorder
-from protos.wire import WireError, float_vector, image_to_numpy, quoted
+from protos.wire import WireError, image_to_numpy, quoted, tensor_to_numpy
 
 log = logging.getLogger(__name__)
 
 
 def decode_request_from_proto(request: pb.PlanRequest) -> DecodeRequest:
-    if not request.task.strip():
-        raise WireError("task", "is empty; say what the robot should do")
-    if not request.images:
-        raise WireError("images", "no camera given")
+    """The request's frames and state decoded, task and state checked under the PlanRequest's field names; the
+    planner checks the cameras against its model."""
+    task = checked_task(request.task, "task")
     cameras = {key: image_to_numpy(image, f"images[{quoted(key)}]") for key, image in request.images.items()}
-    state = float_vector(request.state, "state") if request.HasField("state") else None
-    return DecodeRequest(cameras=cameras, task=request.task, state=state)
+    state = checked_state(tensor_to_numpy(request.state, "state"), "state") if request.HasField("state") else None
+    return DecodeRequest(cameras=cameras, task=task, state=state)
 
 
 def plan_reply(request: pb.PlanRequest, result: PlanResult) -> pb.PlanReply:

@@ -1,4 +1,7 @@
-"""Rows of (cameras, prompt, state) into one padded `ModelInput`, with batch buckets to bound recompilation."""
+"""Rows of (cameras, prompt, state) into one padded `ModelInput`, with batch buckets to bound recompilation.
+
+Rows come checked (`policy.inputs`): the engines refuse a bad request, naming its field, before batching it.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from policy.config import ModelConfig
-from policy.images import check_image, resize_with_pad
+from policy.images import resize_with_pad
 from policy.observation import ModelInput, uint8_to_model
 from policy.prompts import TokenizedPrompt
 
-DEFAULT_BUCKETS = (1, 2, 4, 8, 16)
+# The batch sizes the planner and actor compile for (and the runtime warms up); more rows run in several batches.
+BATCH_BUCKETS = (1, 2, 4, 8)
 
 
-def bucket_for(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
+def bucket_for(n: int, buckets: Sequence[int]) -> int:
     """The smallest bucket holding n rows."""
     for size in sorted(buckets):
         if n <= size:
@@ -44,9 +48,6 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
     """Stacks rows into a ModelInput of `batch_size` rows (extra rows are copies of the first, to be discarded)."""
     if not rows:
         raise ValueError("build_input needs at least one row")
-    unknown = sorted({k for row in rows for k in row.images} - set(cfg.image_keys))
-    if unknown:
-        raise ValueError(f"unknown camera {unknown[0]!r}; the model reads {list(cfg.image_keys)}")
     batch = batch_size or len(rows)
     if batch < len(rows):
         raise ValueError(f"batch_size {batch} is smaller than the {len(rows)} rows")
@@ -58,7 +59,7 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
         present = np.zeros(batch, bool)
         for i, row in enumerate(padded):
             if key in row.images:
-                frames[i] = resize_with_pad(check_image(row.images[key], key), size, size)
+                frames[i] = resize_with_pad(row.images[key], size, size)
                 present[i] = True
         images[key] = uint8_to_model(frames)
         image_masks[key] = jnp.asarray(present)

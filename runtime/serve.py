@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
 from protos import grpc_server
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import StatsRecorder
 from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
-from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
+from runtime.sessions import SessionRegistry, SessionSettings, config_json
 
 if TYPE_CHECKING:  # the planner process imports it once it loads the model
     from planner.service import PlannerService
@@ -70,7 +71,7 @@ class RuntimeOptions:
     planner_interval_s: float = 0.0
     wait_for_subtask_ms: float = DEFAULT_WAIT_FOR_SUBTASK_MS
     noise_scale: float | None = None  # None: the checkpoint's serving.json, else 1
-    cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CAMERAS))
+    cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(LIBERO_CAMERAS))
     action_dims: int | None = None
     state_dims: int | None = None
     max_batch: int = 8
@@ -408,15 +409,15 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
 
 
 def warm_up_actor(engine, settings: SessionSettings, image_size: int, max_batch: int) -> None:
-    """Compiles every batch bucket a session mix can hit, with and without RTC, before the first robot waits."""
+    """Compiles every batch bucket of the engine a session mix can hit, with and without RTC, before the first
+    robot waits."""
     from actor.engine import ChunkRequest, RtcPrefix
-    from actor.sampler import DEFAULT_BUCKETS
 
     black = {key: np.zeros((image_size, image_size, 3), np.uint8) for key in settings.cameras.values()}
     plain = ChunkRequest(black, "warm up", "warm up", np.zeros(settings.state_dims, np.float32))
     rtc = RtcPrefix(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
     guided = dataclasses.replace(plain, rtc=rtc)
-    for bucket in DEFAULT_BUCKETS:
+    for bucket in engine.sampler.buckets:
         engine.run([plain] * bucket)
         engine.run([guided] + [plain] * (bucket - 1))
         if bucket >= max_batch:
@@ -461,7 +462,7 @@ def run_async(main, *, use_uvloop: bool = True) -> None:
 
 def parse_cameras(specs: Sequence[str] | None) -> dict[str, str]:
     if not specs:
-        return dict(DEFAULT_CAMERAS)
+        return dict(LIBERO_CAMERAS)
     cameras = {}
     for spec in specs:
         name, sep, key = spec.partition("=")

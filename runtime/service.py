@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from actor.engine import InvalidRequest
+from policy.inputs import InputError
 from protos.grpc_server import RateLimitedLog
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
@@ -74,7 +75,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "open: the first message must open the session")
         try:
             session = self._registry.open(first.open.session_id, first.open.task, first.open.resume_token)
-        except WireError as err:
+        except (WireError, InputError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except SessionInUse as err:
             self._stats.count("sessions_refused")
@@ -137,7 +138,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                 task.add_done_callback(pending.discard)
             await asyncio.gather(*pending, return_exceptions=True)
             outbox.put_nowait(None)
-        except WireError as err:
+        except (WireError, InputError) as err:
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
         except asyncio.CancelledError:
             raise

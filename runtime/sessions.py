@@ -26,12 +26,11 @@ import numpy as np
 
 from actor.engine import ChunkRequest, RtcPrefix
 from policy.errors import UserFacingError
+from policy.inputs import checked_rtc, checked_state, checked_task
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from protos.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
+from protos.wire import WireError, image_to_numpy, quoted, tensor_to_numpy
 
-DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
-MAX_TASK_CHARS = 512
 MAX_SESSION_ID_CHARS = 128
 RESUME_GRACE_S = 30.0
 MAX_DROPPED_SESSIONS = 10_000  # the oldest go first beyond this
@@ -102,7 +101,7 @@ class SessionRegistry:
         """A new session, or the caller's own one resumed: reopening an open or just-dropped id with its
         resume_token takes it over (a robot reconnecting, perhaps before the server noticed the old stream
         died): the old stream is told to end, and step count, task and subtask carry over."""
-        task = _checked_task(task, "open.task", allow_empty=True)
+        task = checked_task(task, "open.task", allow_empty=True)
         session_id = _checked_session_id(session_id) if session_id else secrets.token_hex(8)
         self._forget_expired()
         old = self._sessions.get(session_id) or self._dropped.get(session_id, (None, 0.0))[0]
@@ -157,11 +156,12 @@ class SessionRegistry:
             raise WireError(
                 "observation.step", f"must increase within a session: got {obs.step} after {session.last_step}"
             )
-        task = _checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
+        task = checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
         images = self.decode_images(obs) if images is None else images
-        state = (
-            float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
-        )
+        state = None
+        if obs.HasField("state"):
+            field = "observation.state"
+            state = checked_state(tensor_to_numpy(obs.state, field), field, dims=self.settings.state_dims)
         rtc = self._rtc_prefix(obs) if obs.HasField("rtc") else None
 
         if task != session.task:
@@ -234,29 +234,15 @@ class SessionRegistry:
         }
 
     def _rtc_prefix(self, obs: pb.Observation) -> RtcPrefix | None:
-        rtc = obs.rtc
-        if rtc.inference_delay < 0:
-            raise WireError("observation.rtc.inference_delay", f"must be >= 0, got {rtc.inference_delay}")
-        if not rtc.HasField("queued_actions"):
-            return None
-        actions = float_matrix(rtc.queued_actions, "observation.rtc.queued_actions", self.settings.action_dims)
-        if actions.shape[0] > self.settings.action_horizon:
-            raise WireError(
-                "observation.rtc.queued_actions",
-                f"holds {actions.shape[0]} actions, more than the horizon {self.settings.action_horizon}",
-            )
-        if not actions.shape[0]:
-            return None
-        return RtcPrefix(actions, int(rtc.inference_delay), int(rtc.execution_horizon) or None)
-
-
-def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:
-    task = task.strip()
-    if not task and not allow_empty:
-        raise WireError(field, "is empty; say what the robot should do")
-    if len(task) > MAX_TASK_CHARS:
-        raise WireError(field, f"has {len(task)} characters, more than {MAX_TASK_CHARS}")
-    return task
+        rtc, field, s = obs.rtc, "observation.rtc", self.settings
+        queued = np.zeros((0, s.action_dims), np.float32)
+        if rtc.HasField("queued_actions"):
+            queued = tensor_to_numpy(rtc.queued_actions, f"{field}.queued_actions")
+        execution = int(rtc.execution_horizon) or None  # 0: unset
+        actions = checked_rtc(
+            queued, rtc.inference_delay, execution, action_dims=s.action_dims, horizon=s.action_horizon, field=field
+        )
+        return None if actions is None else RtcPrefix(actions, rtc.inference_delay, execution)
 
 
 def _checked_session_id(session_id: str) -> str:

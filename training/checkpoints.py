@@ -5,10 +5,11 @@
     <run>/<step>/assets/<asset_id>/norm_stats.json
     <run>/<step>/model_config.json, tokenizer.model
 
-so `robot-runtime serve --checkpoint <run>/<step>` loads it as it stands. Step N holds the state after N
-updates; a run resumed from it continues with step N's batch. Saving is synchronous: once `save` returns the
-step is complete on disk, and a process killed in the middle leaves only an orbax temporary directory that the
-next manager ignores.
+so `robot-runtime serve --checkpoint <run>/<step>` loads it as it stands; its model_config.json always says
+whether the run normalized with quantiles (`quantile_norm`), so serving never falls back on openpi's rule.
+Step N holds the state after N updates; a run resumed from it continues with step N's batch. Saving is
+synchronous: once `save` returns the step is complete on disk, and a process killed in the middle leaves only
+an orbax temporary directory that the next manager ignores.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class Checkpoints:
         if not distributed.is_primary():
             distributed.barrier(f"checkpoint-{step}")
             return out
-        (out / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
+        trained = model_config.replace(quantile_norm=model_config.use_quantiles)
+        (out / CONFIG_FILE).write_text(json.dumps(trained.to_dict(), indent=2))
         shutil.copyfile(tokenizer_path, out / TOKENIZER_FILE)
         save_norm_stats(out / "assets" / asset_id, norm_stats)
         if serving is not None:

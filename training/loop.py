@@ -83,10 +83,6 @@ def train(
 ) -> RunResult:
     if resume and overwrite:
         raise UserFacingError("give --resume or --overwrite, not both")
-    if config.model.pi05 and not config.data.use_quantile_norm:
-        raise UserFacingError(
-            "pi0.5 checkpoints are served with quantile normalization; keep data.use_quantile_norm=true"
-        )
     directory = run_dir(config, exp_name)
     if directory.exists() and any(directory.iterdir()) and not resume and not overwrite:
         raise RunExistsError(f"{directory} holds an earlier run; pass --resume to continue it or --overwrite")
@@ -352,7 +348,7 @@ def _fast_tokenizer(
     if len(rows) > FAST_FIT_MAX_CHUNKS:
         rows = np.sort(np.random.default_rng(config.seed).choice(rows, FAST_FIT_MAX_CHUNKS, replace=False))
     chunks, _ = dataset.action_chunks(rows)
-    normalized = normalize(chunks, norm_stats["actions"], use_quantiles=config.data.use_quantile_norm)
+    normalized = normalize(chunks, norm_stats["actions"], use_quantiles=config.model.use_quantiles)
     fast = FastTokenizer.fit(
         list(clip_for_fast(normalized)), scale=config.fast_scale, vocab_size=config.fast_vocab_size
     )

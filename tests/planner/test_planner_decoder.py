@@ -133,7 +133,7 @@ def test_state_goes_into_the_prompt_when_configured(make_decoder, planner_model,
     decoder = make_decoder(planner_model, norm_stats=stats, use_state=True)
     with_state = [dataclasses.replace(r, state=np.linspace(-1, 1, 8)) for r in requests[:1]]
     assert len(decoder.decode(with_state)) == 1
-    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state is missing"):
+    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state: is missing"):
         decoder.decode(requests[:1])
     with pytest.raises(DecodeRequestError, match="norm stats"):
         make_decoder(planner_model, use_state=True)
@@ -147,7 +147,7 @@ def test_checkpoints_trained_with_discrete_state_get_the_state_by_default(
     stats = {"state": NormStats(np.zeros(8), np.ones(8), -np.ones(8), np.ones(8))}
     cfg = planner_config.replace(discrete_state_input=True)
     decoder = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), norm_stats=stats)
-    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state is missing"):
+    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state: is missing"):
         decoder.decode(requests[:1])
     plain = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), use_state=False)
     assert len(plain.decode(requests[:1])) == 1
@@ -156,10 +156,10 @@ def test_checkpoints_trained_with_discrete_state_get_the_state_by_default(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"task": "  "}, r"requests\[0\]\.task is empty"),
-        ({"cameras": {}}, r"requests\[0\]\.cameras is empty"),
+        ({"task": "  "}, r"requests\[0\]\.task: is empty"),
+        ({"cameras": {}}, r"requests\[0\]\.cameras: is empty"),
         ({"cameras": {"top_cam": np.zeros((8, 8, 3), np.uint8)}}, r"cameras\['top_cam'\]: unknown camera"),
-        ({"cameras": {"base_0_rgb": np.zeros((8, 8, 3), np.float32)}}, r"cameras\['base_0_rgb'\] must be a uint8"),
+        ({"cameras": {"base_0_rgb": np.zeros((8, 8, 3), np.float32)}}, r"cameras\['base_0_rgb'\]: must be a uint8"),
         ({"cameras": {"base_0_rgb": np.zeros((8, 8), np.uint8)}}, r"uint8 \[H, W, 3\] RGB image, got uint8 \[8, 8\]"),
     ],
 )

@@ -165,9 +165,9 @@ def test_acting_decodes_nothing_and_hands_the_context_to_the_actor(reasoner, rea
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"context": "  "}, r"request\.context is empty"),
-        ({"context": "pick up the cube " * 20}, r"request\.context is too long: the reasoning row has \d+ tokens"),
-        ({"cameras": {}}, r"request\.cameras is empty"),
+        ({"context": "  "}, r"request\.context: is empty"),
+        ({"context": "pick up the cube " * 20}, r"request\.context: is too long: the reasoning row has \d+ tokens"),
+        ({"cameras": {}}, r"request\.cameras: is empty"),
         ({"cameras": {"top_cam": np.zeros((8, 8, 3), np.uint8)}}, r"request\.cameras\['top_cam'\]: unknown camera"),
     ],
 )

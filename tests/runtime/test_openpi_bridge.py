@@ -26,6 +26,7 @@ from server_process import run_server
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from actor.engine import ChunkResult, ChunkTimings
+from policy.inputs import LIBERO_CAMERAS
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import StatsRecorder
@@ -33,7 +34,7 @@ from protos.wire import image_to_numpy
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
 from runtime.launch import ServerProcess
-from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings
+from runtime.sessions import SessionRegistry, SessionSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 Client = websocket_client_policy.WebsocketClientPolicy
@@ -297,7 +298,7 @@ def in_process_bridge(**options):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    registry = SessionRegistry(SessionSettings(dict(DEFAULT_CAMERAS), 8, 7, 4))
+    registry = SessionRegistry(SessionSettings(dict(LIBERO_CAMERAS), 8, 7, 4))
     metadata = registry.metadata("{}", 10)
     bridge = openpi_bridge.OpenpiBridge(registry, InstantBatcher(4, 7), StatsRecorder(), metadata, **options)
     try:
@@ -353,7 +354,7 @@ def test_chw_and_float_images_are_accepted_like_openpis_policies():
     hwc = np.stack([x, y, 255 - x], axis=-1).astype(np.uint8)  # every pixel and channel tells where it came from
     chw = np.ascontiguousarray(np.moveaxis(hwc, -1, 0))
     floats = hwc.astype(np.float32) / 255.0
-    translator = openpi_bridge.ObservationTranslator(openpi_bridge.OpenpiKeys.libero(DEFAULT_CAMERAS), DEFAULT_CAMERAS)
+    translator = openpi_bridge.ObservationTranslator(openpi_bridge.OpenpiKeys.libero(LIBERO_CAMERAS), LIBERO_CAMERAS)
     message = translator.to_wire(
         libero_observation(8, **{"observation/image": chw, "observation/wrist_image": floats}), 0
     )
@@ -374,4 +375,4 @@ def test_key_map_must_cover_the_cameras():
         openpi_bridge.OpenpiKeys.libero({"front": "base_0_rgb"})
     keys = openpi_bridge.OpenpiKeys({"observation/image": "agentview"})
     with pytest.raises(openpi_bridge.UserFacingError, match="cover exactly"):
-        openpi_bridge.ObservationTranslator(keys, DEFAULT_CAMERAS)
+        openpi_bridge.ObservationTranslator(keys, LIBERO_CAMERAS)
