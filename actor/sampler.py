@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jaxtyping import Float
 
 from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guided_velocity
 from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
@@ -50,13 +51,16 @@ class SampleTimings:
 
 @dataclasses.dataclass(frozen=True)
 class SampledChunks:
-    actions: np.ndarray  # float32 [n,H,D], the model's normalized space
+    actions: Float[np.ndarray, "n t a"]  # float32, the model's normalized space
     timings: SampleTimings
     bucket: int
 
 
 class FlowSampler:
-    """Turns observations (a ModelInput or Rows) and noise into normalized action chunks [n,H,D]."""
+    """Turns observations (a ModelInput or Rows) and noise into normalized action chunks.
+
+    Shapes are jaxtyping annotations (axis names: `policy.observation`): n rows in, each chunk t action steps of
+    a action dims; the compiled functions see the rows padded to a batch bucket of b."""
 
     def __init__(
         self,
@@ -90,24 +94,24 @@ class FlowSampler:
         self,
         batch: ModelInput | Sequence[Row],
         *,
-        noise: np.ndarray | None = None,
+        noise: Float[np.ndarray, "n t a"] | None = None,
         seed: Seed | None = None,
         rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
-    ) -> np.ndarray:
-        """Normalized actions [n,H,D]; see `run` for the arguments."""
+    ) -> Float[np.ndarray, "n t a"]:
+        """Normalized actions; see `run` for the arguments."""
         return self.run(batch, noise=noise, seed=seed, rtc=rtc).actions
 
     def run(
         self,
         batch: ModelInput | Sequence[Row],
         *,
-        noise: np.ndarray | None = None,
+        noise: Float[np.ndarray, "n t a"] | None = None,
         seed: Seed | None = None,
         rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
     ) -> SampledChunks:
         """Samples one chunk per row, with timings.
 
-        noise [n,H,D] is the flow's start x_1; or `seed` draws it (one int for the batch, or one per row, so a
+        noise is the flow's start x_1; or `seed` draws it (one int for the batch, or one per row, so a
         session's chunk does not depend on who it was batched with). rtc: one entry per row, None = unguided.
         """
         start = time.perf_counter()
@@ -142,7 +146,9 @@ class FlowSampler:
             batch = dataclasses.replace(batch, state=jnp.zeros((batch.batch_size, self.cfg.action_dim), jnp.float32))
         return jax.tree.map(lambda x: _pad_rows(jnp.asarray(x), bucket), batch)
 
-    def _start_noise(self, noise: np.ndarray | None, seed: Seed | None, rows: int) -> np.ndarray:
+    def _start_noise(
+        self, noise: Float[np.ndarray, "n t a"] | None, seed: Seed | None, rows: int
+    ) -> Float[np.ndarray, "n t a"]:
         shape = (rows, self.cfg.action_horizon, self.cfg.action_dim)
         if noise is not None:
             if seed is not None:

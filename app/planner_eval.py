@@ -35,7 +35,7 @@ from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
 from policy.prompts import clean_instruction
 from sim.expert import run_episode
-from sim.rollout import latency_summary
+from sim.rollout_report import latency_summary
 from sim.tasks import list_tasks, make
 from training.metrics import Progress
 

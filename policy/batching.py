@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Float, Int, UInt8
 
 from policy.config import ModelConfig
 from policy.images import resize_with_pad
@@ -31,17 +32,18 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One request: model camera key → uint8 [H,W,3] (absent keys are masked out), a prompt, a model-space state.
+    """One request: model camera key → an RGB frame of any size (absent keys are masked out), a prompt, a
+    model-space state (cut or zero-padded to the model's action dims).
 
-    ar_mask: int [max_len], 1 where a causal block starts (`masks.make_attn_mask`); None keeps the whole prompt
-    bidirectional. Prompts with a causal part, such as the reasoning protocol's rows, need it to be run as
-    they were trained.
+    ar_mask: 1 where a causal block starts (`masks.make_attn_mask`); None keeps the whole prompt bidirectional.
+    Prompts with a causal part, such as the reasoning protocol's rows, need it to be run as they were trained.
+    Axis names: `policy.observation`.
     """
 
-    images: Mapping[str, np.ndarray]
+    images: Mapping[str, UInt8[np.ndarray, "_height _width 3"]]
     prompt: TokenizedPrompt
-    state: np.ndarray | None = None
-    ar_mask: np.ndarray | None = None
+    state: Float[np.ndarray, " _state_dims"] | None = None
+    ar_mask: Int[np.ndarray, " l"] | None = None
 
 
 def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = None) -> ModelInput:
@@ -77,7 +79,7 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
     )
 
 
-def _ar_mask(rows: Sequence[Row]) -> jax.Array | None:
+def _ar_mask(rows: Sequence[Row]) -> Int[jax.Array, "b l"] | None:
     """The rows' ar masks stacked (zeros for rows without one), or None when no row has one."""
     if all(row.ar_mask is None for row in rows):
         return None

@@ -6,7 +6,7 @@ n_valid+k (n_valid = the row's valid prefix tokens: padding and absent cameras d
 `masks.positions_from_mask`), and attends to the valid prefix and the tokens generated before it, so rows with
 different prompt lengths or cameras decode exactly as the full sequence would.
 
-Axis names: B batch, P prefix tokens, N new tokens, V vocabulary.
+Axis names: B batch, P prefix tokens, N new tokens, V vocabulary (lower case in annotations: `policy.observation`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Bool, Float, Int
 
 from policy import masks
 from policy.gemma import KVCache
@@ -29,18 +30,18 @@ TokenChooser = Callable[[jax.Array, jax.Array], jax.Array]
 class LanguageModel(Protocol):
     """What decoding calls on a model: `policy.pi05.Pi05`, or a stand-in (planner.decoder's prefix that ran)."""
 
-    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]: ...
+    def fill_prefix(self, obs: ModelInput) -> tuple[Float[jax.Array, "b p d"], KVCache, Bool[jax.Array, "b p"]]: ...
 
-    def logits(self, hidden: jax.Array) -> jax.Array: ...
+    def logits(self, hidden: Float[jax.Array, "*b d"]) -> Float[jax.Array, "*b v"]: ...
 
     def decode_step(
         self,
-        token: jax.Array,
-        position: jax.Array,
+        token: Int[jax.Array, " b"],
+        position: Int[jax.Array, " b"],
         cache: KVCache,
-        write_index: jax.Array,
-        key_mask: jax.Array,
-    ) -> tuple[jax.Array, KVCache]: ...
+        write_index: Int[jax.Array, ""],
+        key_mask: Bool[jax.Array, "b s"],
+    ) -> tuple[Float[jax.Array, "b v"], KVCache]: ...
 
 
 def greedy(logits: jax.Array, rng: jax.Array) -> jax.Array:

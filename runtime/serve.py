@@ -12,7 +12,6 @@ runtime terminates the planner process it started.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -25,8 +24,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
@@ -277,7 +274,8 @@ class PlannerSupervisor:
 
 
 async def serve_runtime(options: RuntimeOptions) -> None:
-    from actor.engine import ChunkEngine, EngineConfig
+    from actor.engine import EngineConfig
+    from runtime.actor_host import ActorHost
     from runtime.batcher import ChunkBatcher
     from runtime.planner_link import PlannerLink
     from runtime.planner_proxy import PLANNER_SERVICE, PlannerProxy
@@ -297,14 +295,15 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     stats = StatsRecorder()
     registry = SessionRegistry(settings, reasoning=options.reasoning)
     metadata = registry.metadata(config_json(cfg), options.num_steps)
-    engine_holder: dict = {}
-    actor_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="actor")
+    noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
+    engine_config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning, noise_scale=noise_scale)
+    actor = ActorHost(model_dir, engine_config, settings, num_steps=options.num_steps, max_batch=options.max_batch)
     batcher = ChunkBatcher(
-        lambda requests: engine_holder["engine"].run(requests),
+        actor,
         stats,
         max_batch=options.max_batch,
         max_wait_ms=options.max_wait_ms,
-        executor=actor_pool,
+        executor=actor.executor,
         open_sessions=lambda: len(registry),
     )
 
@@ -348,16 +347,9 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     background.append(asyncio.create_task(link.run()))
     background.append(asyncio.create_task(grpc_server.return_freed_memory()))
 
-    def build():
-        noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
-        config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning, noise_scale=noise_scale)
-        engine = ChunkEngine.from_model_dir(model_dir, config, num_steps=options.num_steps)
-        warm_up_actor(engine, settings, cfg.vision.image_size, options.max_batch)
-        return engine
-
     bridge = None
     try:
-        engine_holder["engine"] = await asyncio.get_running_loop().run_in_executor(actor_pool, build)
+        await actor.load()
         batcher.start()
         gate.open = True
         if options.openpi_port is not None:
@@ -406,22 +398,6 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
     scheme = "wss" if options.security.tls_cert else "ws"
     log.info("openpi websocket bridge on %s://%s:%d", scheme, options.openpi_host, port)
     return bridge
-
-
-def warm_up_actor(engine, settings: SessionSettings, image_size: int, max_batch: int) -> None:
-    """Compiles every batch bucket of the engine a session mix can hit, with and without RTC, before the first
-    robot waits."""
-    from actor.engine import ChunkRequest, RtcPrefix
-
-    black = {key: np.zeros((image_size, image_size, 3), np.uint8) for key in settings.cameras.values()}
-    plain = ChunkRequest(black, "warm up", "warm up", np.zeros(settings.state_dims, np.float32))
-    rtc = RtcPrefix(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
-    guided = dataclasses.replace(plain, rtc=rtc)
-    for bucket in engine.sampler.buckets:
-        engine.run([plain] * bucket)
-        engine.run([guided] + [plain] * (bucket - 1))
-        if bucket >= max_batch:
-            break
 
 
 class _ReadyGate(pb_grpc.RobotRuntimeServicer):

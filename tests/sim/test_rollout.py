@@ -7,7 +7,8 @@ import pytest
 
 from app.cli import main as cli_main
 from sim.envspec import EnvSpecError, parse_env
-from sim.rollout import VIDEO_VIEW_SIZE, latency_summary, video_panels
+from sim.rollout_episodes import VIDEO_VIEW_SIZE, video_panels
+from sim.rollout_report import latency_summary
 from sim.tasks import list_tasks
 
 EPISODE_FIELDS = {
@@ -194,7 +195,8 @@ def test_scripted_experts_succeed_on_50_episodes_per_task(tmp_path):
 def test_replan_steps_default_per_benchmark():
     import pathlib
 
-    from sim.rollout import BUILTIN_REPLAN_STEPS, LIBERO_REPLAN_STEPS, PolicySpec, RolloutConfig, effective_replan_steps
+    from sim.rollout import PolicySpec, RolloutConfig
+    from sim.rollout_config import BUILTIN_REPLAN_STEPS, LIBERO_REPLAN_STEPS, effective_replan_steps
 
     def config(env: str, replan: int | None) -> RolloutConfig:
         return RolloutConfig(parse_env(env), 1, PolicySpec("scripted"), pathlib.Path("x"), replan_steps=replan)
