@@ -15,7 +15,7 @@ BUNDLE ?= bundles/builtin
 DEMO_EPISODES ?= 5
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo bundle gate fuzz lint lock test test-slow venv sysdeps clean
+.PHONY: demo bundle gate fuzz bench-openpi lint lock test test-slow venv sysdeps clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ gate: $(STAMP) sysdeps
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz_session.py --cases 5000
 
+# Our pi0.5 against openpi's own implementation, side by side (chunk and decode latency, cold start, peak RSS,
+# roofline): `make bench-openpi OPENPI=/path/to/openpi`. openpi's pinned jax goes into .venv-openpi on first use.
+bench-openpi: $(STAMP)
+	$(BIN)/python bench/vs_openpi.py --openpi "$(OPENPI)"
+
 # Off-screen OpenGL for MuJoCo rendering on machines without a GPU (Debian/Ubuntu package libosmesa6), and the
 # GL/GLib libraries that LIBERO's GUI opencv-python build loads (libgl1, libglib2.0-0).
 sysdeps:
@@ -74,12 +79,13 @@ sysdeps:
 test: $(STAMP) sysdeps lint
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q
 
-# ruff's lint rules and formatting, and the import contract of the layers (both configured in pyproject.toml);
-# `ruff format .` fixes the formatting.
+# ruff's lint rules and formatting, the import contract of the layers and the mypy type checker (all configured in
+# pyproject.toml); `ruff format .` fixes the formatting.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test-slow: $(STAMP) sysdeps
 	MUJOCO_GL=$${MUJOCO_GL:-osmesa} $(BIN)/python -m pytest -q -m slow

@@ -7,11 +7,11 @@ batch bucket, and each chunk is unnormalized, cropped to the robot's dims and op
 request raises `InvalidRequest` naming its field and its index, before any compute, so the runtime can
 answer that session alone.
 
-RTC: a request may carry the previous chunk's leftover actions (robot units, not yet executed when the
-observation was taken) and the expected inference delay d in control steps. The leftover is normalized like
-the model's actions; only the robot's dims are guided (the model's padded dims are never seen by the robot,
-so nothing ties them to the old chunk). A delay longer than the leftover is clamped to it: the robot will
-have run out by then, and every leftover action is committed.
+RTC: a request may carry an `RtcPrefix`: the previous chunk's queued actions (robot units, not yet executed
+when the observation was taken) and the expected inference delay d in control steps. The queued actions are
+normalized like the model's actions (a `NormalizedRtcPrefix`); only the robot's dims are guided (the model's
+padded dims are never seen by the robot, so nothing ties them to the old chunk). A delay longer than the
+queued actions is clamped to them: the robot will have run out by then, and every queued action is committed.
 """
 
 from __future__ import annotations
@@ -19,46 +19,42 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from actor.postprocess import ActionLimits, to_model_actions, to_robot_actions
-from actor.rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, RTCRequest
-from actor.sampler import DEFAULT_BUCKETS, FlowSampler
-from policy.batching import Row
-from policy.images import check_image
+from actor.rtc import DEFAULT_MAX_GUIDANCE_WEIGHT, NormalizedRtcPrefix
+from actor.sampler import FlowSampler
+from policy.batching import BATCH_BUCKETS, Row
+from policy.inputs import InputError, checked_cameras, checked_rtc, checked_task, checked_text, model_state
 from policy.model_dir import ModelDir
-from policy.normalize import NormStats, normalize
+from policy.normalize import NormStats
 from policy.prompts import (
     TokenizedPrompt,
     Tokenizer,
-    clean_instruction,
     reasoning_tokens,
     tokenize_actor,
     tokenize_reasoning_prompt,
 )
 
 
-class InvalidRequest(ValueError):
-    """A request the engine cannot serve; `field` names the bad field, `index` the request in the call."""
+class InvalidRequest(InputError):
+    """A request the engine cannot serve: the `InputError` of its field, and `index`, the request in the call."""
 
     def __init__(self, field: str, message: str, index: int = 0) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(field, message)
         self.index = index
 
 
-_Invalid = Callable[[str, str], InvalidRequest]
-
-
 @dataclasses.dataclass(frozen=True)
-class Leftover:
-    """RTC input: the previous chunk's not-yet-executed actions [L, action_dims] (robot units), the delay, and
-    optionally the execution horizon s (steps of the new chunk the robot will run; default H − L)."""
+class RtcPrefix:
+    """The RTC prefix (the wire's `RealTimeChunking`): the previous chunk's queued actions [L, action_dims] (robot
+    units, not yet executed), the inference delay, and optionally the execution horizon s (steps of the new
+    chunk the robot will run; default H − L)."""
 
-    actions: np.ndarray
-    delay: int
+    queued_actions: np.ndarray
+    inference_delay: int
     execution_horizon: int | None = None
 
 
@@ -70,16 +66,16 @@ class ChunkRequest:
     task: str
     subtask: str
     state: np.ndarray | None = None
-    leftover: Leftover | None = None
+    rtc: RtcPrefix | None = None
     seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ChunkTimings:
-    """Shared by the requests sampled together: prefix and denoise are the batch's; total adds tokenizing,
+    """Shared by the requests sampled together: prefill and denoise are the batch's; total adds tokenizing,
     image resizing and post-processing."""
 
-    prefix_ms: float
+    prefill_ms: float
     denoise_ms: float
     total_ms: float
     batch_size: int
@@ -93,7 +89,7 @@ class ChunkResult:
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
-    """How chunks reach the robot. use_quantiles None follows openpi: quantiles for pi0.5, z-score for pi0.
+    """How chunks reach the robot. States and actions are normalized as the checkpoint says (`use_quantiles`).
 
     state_in_prompt: put the discretized normalized state in the actor prompt (then every request needs a
     state); None follows the checkpoint's `discrete_state_input`.
@@ -105,7 +101,6 @@ class EngineConfig:
     """
 
     action_dims: int
-    use_quantiles: bool | None = None
     state_in_prompt: bool | None = None
     reasoning: bool = False
     limits: ActionLimits | None = None
@@ -126,7 +121,7 @@ class EngineConfig:
 class _Prepared:
     row: Row
     noise: np.ndarray
-    rtc: RTCRequest | None
+    rtc: NormalizedRtcPrefix | None
     prepare_ms: float
 
 
@@ -157,7 +152,6 @@ class ChunkEngine:
             config.limits.clip(np.zeros(config.action_dims, np.float32))
         self.tokenizer = tokenizer
         self.norm_stats = dict(norm_stats)
-        self.use_quantiles = self.model_config.pi05 if config.use_quantiles is None else config.use_quantiles
         self.state_in_prompt = (
             self.model_config.discrete_state_input if config.state_in_prompt is None else config.state_in_prompt
         )
@@ -170,7 +164,7 @@ class ChunkEngine:
         config: EngineConfig,
         *,
         num_steps: int = 10,
-        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        buckets: Sequence[int] = BATCH_BUCKETS,
     ) -> ChunkEngine:
         tokenizer = model_dir.text_tokenizer()
         sampler = FlowSampler(model_dir.load_model(), model_dir.config, num_steps=num_steps, buckets=buckets)
@@ -198,11 +192,11 @@ class ChunkEngine:
             sampled.actions,
             self.norm_stats["actions"],
             action_dims=self.config.action_dims,
-            use_quantiles=self.use_quantiles,
+            use_quantiles=self.model_config.use_quantiles,
             limits=self.config.limits,
         )
         timings = ChunkTimings(
-            prefix_ms=sampled.timings.prefix_ms,
+            prefill_ms=sampled.timings.prefill_ms,
             denoise_ms=sampled.timings.denoise_ms,
             total_ms=(time.perf_counter() - start) * 1e3 + sum(p.prepare_ms for p in group),
             batch_size=len(group),
@@ -211,34 +205,32 @@ class ChunkEngine:
 
     def _prepare(self, index: int, request: ChunkRequest) -> _Prepared:
         start = time.perf_counter()
+        try:
+            row, rtc = self._checked(request)
+        except InputError as err:
+            raise InvalidRequest(err.field, err.message, index) from err
+        return _Prepared(row, self._noise(request.seed), rtc, (time.perf_counter() - start) * 1e3)
 
-        def invalid(field: str, message: str) -> InvalidRequest:
-            return InvalidRequest(field, message, index)
-
-        images = self._checked_images(request.images, invalid)
-        if not isinstance(request.task, str) or not clean_instruction(request.task):
-            raise invalid("task", "is empty")
-        if not isinstance(request.subtask, str) or not clean_instruction(request.subtask):
-            raise invalid("subtask", "is empty; the actor needs the planner's current subtask")
-        state = None if request.state is None else self._normalized_state(request.state, invalid)
-        if self.state_in_prompt and state is None:
-            raise invalid("state", "is required: this engine puts the state in the actor prompt")
-        if self.model_config.state_tokens and state is None:
-            raise invalid("state", "is required: this model reads the state as tokens")
+    def _checked(self, request: ChunkRequest) -> tuple[Row, NormalizedRtcPrefix | None]:
+        """The request's model row and RTC prefix; an `InputError` naming the first bad field."""
+        cfg = self.model_config
+        images = checked_cameras(request.images, cfg.image_keys, "images")
+        checked_task(request.task, "task")
+        checked_text(request.subtask, "subtask", "the actor needs the planner's current subtask")
+        state = None
+        if request.state is not None or self.state_in_prompt or cfg.state_tokens:
+            state = model_state(request.state, self.norm_stats.get("state"), cfg, "state")
         prompt_state = state if self.state_in_prompt else None
+        ar_mask = None
         if self.config.reasoning:
-            prompt, ar_mask = self._act_prompt(request.subtask, prompt_state, invalid)
+            prompt, ar_mask = self._act_prompt(request.subtask, prompt_state)
         else:
-            max_len = self.model_config.max_token_len
+            max_len = cfg.max_token_len
             prompt = tokenize_actor(self.tokenizer, request.task, request.subtask, max_len=max_len, state=prompt_state)
-            ar_mask = None
-        rtc = None if request.leftover is None else self._rtc(request.leftover, invalid)
-        noise = self._noise(request.seed)
-        return _Prepared(Row(images, prompt, state, ar_mask), noise, rtc, (time.perf_counter() - start) * 1e3)
+        rtc = None if request.rtc is None else self._normalized_rtc(request.rtc)
+        return Row(images, prompt, state, ar_mask), rtc
 
-    def _act_prompt(
-        self, context: str, state: np.ndarray | None, invalid: _Invalid
-    ) -> tuple[TokenizedPrompt, np.ndarray]:
+    def _act_prompt(self, context: str, state: np.ndarray | None) -> tuple[TokenizedPrompt, np.ndarray]:
         special = reasoning_tokens(self.model_config.vocab_size)
         max_len = self.model_config.max_token_len
         try:
@@ -246,63 +238,28 @@ class ChunkEngine:
                 self.tokenizer, context, special.begin_action, special, max_len=max_len, state=state
             )
         except ValueError as err:
-            raise invalid("subtask", f"is too long for the act row: {err}") from err
+            raise InputError("subtask", f"is too long for the act row: {err}") from err
         return TokenizedPrompt(act.tokens, act.mask), act.ar_mask
 
-    def _checked_images(self, images: Mapping[str, np.ndarray], invalid: _Invalid) -> dict[str, np.ndarray]:
-        if not images:
-            raise invalid("images", f"no camera given; the model reads {list(self.model_config.image_keys)}")
-        checked = {}
-        for key, image in images.items():
-            if key not in self.model_config.image_keys:
-                known = list(self.model_config.image_keys)
-                raise invalid(f"images[{key!r}]", f"unknown camera; the model reads {known}")
-            try:
-                checked[key] = check_image(image, key)
-            except ValueError as err:
-                raise invalid(f"images[{key!r}]", str(err)) from err
-            if min(checked[key].shape[:2]) == 0:
-                raise invalid(f"images[{key!r}]", "is empty")
-        return checked
-
-    def _normalized_state(self, raw: np.ndarray, invalid: _Invalid) -> np.ndarray:
-        state = np.asarray(raw, np.float32)
-        if state.ndim != 1 or state.shape[0] == 0:
-            raise invalid("state", f"must be a non-empty vector, got shape {list(state.shape)}")
-        if not np.isfinite(state).all():
-            raise invalid("state", "holds NaN or inf")
-        stats = self.norm_stats.get("state")
-        if stats is None:
-            raise invalid("state", "was given but the checkpoint has no 'state' norm stats")
-        if state.shape[0] > min(stats.dim, self.model_config.action_dim):
-            raise invalid(
-                "state",
-                f"has {state.shape[0]} dims; the norm stats hold {stats.dim}, the model {self.model_config.action_dim}",
-            )
-        return normalize(state, stats, use_quantiles=self.use_quantiles).astype(np.float32)
-
-    def _rtc(self, leftover: Leftover, invalid: _Invalid) -> RTCRequest | None:
-        horizon, dims = self.model_config.action_horizon, self.config.action_dims
-        actions = np.asarray(leftover.actions, np.float32)
-        if actions.ndim != 2 or actions.shape[1] != dims or actions.shape[0] > horizon:
-            shape = list(actions.shape)
-            raise invalid("leftover.actions", f"must be [steps <= {horizon}, {dims}] in robot units, got shape {shape}")
-        if not np.isfinite(actions).all():
-            raise invalid("leftover.actions", "holds NaN or inf")
-        if isinstance(leftover.delay, bool) or not isinstance(leftover.delay, (int, np.integer)) or leftover.delay < 0:
-            raise invalid("leftover.delay", f"must be a non-negative integer, got {leftover.delay!r}")
-        if actions.shape[0] == 0:
+    def _normalized_rtc(self, prefix: RtcPrefix) -> NormalizedRtcPrefix | None:
+        horizon = self.model_config.action_horizon
+        s = prefix.execution_horizon
+        actions = checked_rtc(
+            prefix.queued_actions,
+            prefix.inference_delay,
+            s,
+            action_dims=self.config.action_dims,
+            horizon=horizon,
+            field="rtc",
+        )
+        if actions is None:
             return None
-        s = leftover.execution_horizon
-        if s is not None and not (horizon - actions.shape[0] <= s <= horizon):
-            raise invalid(
-                "leftover.execution_horizon",
-                f"must be in [{horizon - actions.shape[0]}, {horizon}] for {actions.shape[0]} leftover actions, "
-                f"got {s}",
-            )
-        normalized = to_model_actions(actions, self.norm_stats["actions"], use_quantiles=self.use_quantiles)
-        delay = min(int(leftover.delay), actions.shape[0], horizon - s if s is not None else horizon)
-        return RTCRequest(normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight)
+        stats, quantiles = self.norm_stats["actions"], self.model_config.use_quantiles
+        normalized = to_model_actions(actions, stats, use_quantiles=quantiles)
+        delay = min(int(prefix.inference_delay), len(actions), horizon - s if s is not None else horizon)
+        return NormalizedRtcPrefix(
+            normalized, delay, execution_horizon=s, max_guidance_weight=self.config.max_guidance_weight
+        )
 
     def _noise(self, seed: int | None) -> np.ndarray:
         rng = self._rng if seed is None else np.random.default_rng(seed)

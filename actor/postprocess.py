@@ -2,7 +2,7 @@
 
 Out: unnormalize the chunk with the checkpoint's action stats (quantile or z-score), crop the model's padded
 dims to the robot's, optionally clip to user limits (openpi's order: Unnormalize, then the robot's output
-transform). In: RTC leftover actions arrive in robot units and are normalized the same way so guidance
+transform). In: RTC queued actions arrive in robot units and are normalized the same way so guidance
 compares like with like.
 """
 

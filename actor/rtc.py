@@ -30,23 +30,24 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 DEFAULT_MAX_GUIDANCE_WEIGHT = 5.0
 _MIN_TIME_PRODUCT = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
-class RTCRequest:
-    """One row's RTC input, in the model's normalized action space.
+class NormalizedRtcPrefix:
+    """One row's RTC prefix in the model's normalized action space (the engine normalizes an `RtcPrefix`).
 
-    prev_actions [L,k]: the previous chunk's actions from the new chunk's step 0 on (those not yet executed
+    queued_actions [L,k]: the previous chunk's actions from the new chunk's step 0 on (those not yet executed
     when the observation was taken); k <= D, and only those k dims are guided (the rest are padding the robot
-    never sees). delay: actions that will execute while the new chunk is computed. execution_horizon s:
+    never sees). inference_delay: actions that will execute while the new chunk is computed. execution_horizon s:
     defaults to H - L, so every given action is used; indices >= H - s are left to the model.
     """
 
-    prev_actions: np.ndarray
-    delay: int
+    queued_actions: np.ndarray
+    inference_delay: int
     execution_horizon: int | None = None
     max_guidance_weight: float = DEFAULT_MAX_GUIDANCE_WEIGHT
 
@@ -79,7 +80,7 @@ def prefix_weights(horizon: int, delay: int, execution_horizon: int) -> np.ndarr
     return weights.astype(np.float32)
 
 
-def guidance_weight(t: jax.Array, max_weight: jax.Array) -> jax.Array:
+def guidance_weight(t: ArrayLike, max_weight: ArrayLike) -> jax.Array:
     """min(beta, (t^2+(1-t)^2)/(t(1-t))) in openpi time t; finite everywhere, beta at t in {0, 1}."""
     t = jnp.asarray(t, jnp.float32)
     ratio = (jnp.square(t) + jnp.square(1.0 - t)) / jnp.maximum(t * (1.0 - t), _MIN_TIME_PRODUCT)
@@ -106,29 +107,31 @@ def guided_velocity(
     return v.astype(x_t.dtype) - g * correction
 
 
-def guidance_for_rows(requests: Sequence[RTCRequest | None], batch: int, horizon: int, action_dim: int) -> Guidance:
-    """Host-side Guidance for a padded batch; rows without a request (and padding rows) get W = 0."""
-    if len(requests) > batch:
-        raise ValueError(f"rtc has {len(requests)} entries for a batch of {batch} rows")
+def guidance_for_rows(
+    prefixes: Sequence[NormalizedRtcPrefix | None], batch: int, horizon: int, action_dim: int
+) -> Guidance:
+    """Host-side Guidance for a padded batch; rows without an RTC prefix (and padding rows) get W = 0."""
+    if len(prefixes) > batch:
+        raise ValueError(f"rtc has {len(prefixes)} entries for a batch of {batch} rows")
     target = np.zeros((batch, horizon, action_dim), np.float32)
     weights = np.zeros((batch, horizon, action_dim), np.float32)
     max_weight = np.zeros(batch, np.float32)
-    for row, request in enumerate(requests):
-        if request is None:
+    for row, prefix in enumerate(prefixes):
+        if prefix is None:
             continue
-        prev = _checked_prev_actions(request, row, horizon, action_dim)
+        prev = _checked_queued_actions(prefix, row, horizon, action_dim)
         steps, dims = prev.shape
-        execution_horizon = horizon - steps if request.execution_horizon is None else request.execution_horizon
+        execution_horizon = horizon - steps if prefix.execution_horizon is None else prefix.execution_horizon
         if steps < horizon - execution_horizon:
             raise ValueError(
-                f"rtc[{row}].prev_actions has {steps} steps; execution_horizon {execution_horizon} needs "
+                f"rtc[{row}].queued_actions has {steps} steps; execution_horizon {execution_horizon} needs "
                 f"at least {horizon - execution_horizon}"
             )
         try:
-            w = prefix_weights(horizon, int(request.delay), execution_horizon)
+            w = prefix_weights(horizon, int(prefix.inference_delay), execution_horizon)
         except ValueError as err:
             raise ValueError(f"rtc[{row}]: {err}") from err
-        beta = request.max_guidance_weight
+        beta = prefix.max_guidance_weight
         if not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"rtc[{row}].max_guidance_weight must be finite and >= 0, got {beta}")
         target[row, :steps, :dims] = prev
@@ -137,14 +140,14 @@ def guidance_for_rows(requests: Sequence[RTCRequest | None], batch: int, horizon
     return Guidance(target, weights, max_weight)
 
 
-def _checked_prev_actions(request: RTCRequest, row: int, horizon: int, action_dim: int) -> np.ndarray:
-    prev = np.asarray(request.prev_actions, np.float32)
+def _checked_queued_actions(prefix: NormalizedRtcPrefix, row: int, horizon: int, action_dim: int) -> np.ndarray:
+    prev = np.asarray(prefix.queued_actions, np.float32)
     if prev.ndim != 2:
-        raise ValueError(f"rtc[{row}].prev_actions must be [steps, dims], got shape {list(prev.shape)}")
+        raise ValueError(f"rtc[{row}].queued_actions must be [steps, dims], got shape {list(prev.shape)}")
     if prev.shape[0] > horizon or prev.shape[1] > action_dim:
         raise ValueError(
-            f"rtc[{row}].prev_actions has shape {list(prev.shape)}; at most [{horizon}, {action_dim}] fits the model"
+            f"rtc[{row}].queued_actions has shape {list(prev.shape)}; at most [{horizon}, {action_dim}] fits the model"
         )
     if not np.isfinite(prev).all():
-        raise ValueError(f"rtc[{row}].prev_actions holds NaN or inf")
+        raise ValueError(f"rtc[{row}].queued_actions holds NaN or inf")
     return prev

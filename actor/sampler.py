@@ -22,14 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jaxtyping import Float
 
-from actor.rtc import Guidance, RTCRequest, guidance_for_rows, guided_velocity
-from policy.batching import Row, bucket_for, build_input
+from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guided_velocity
+from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
 from policy.config import ModelConfig
 from policy.observation import ModelInput
 from policy.pi05 import Pi05
 
-DEFAULT_BUCKETS = (1, 2, 4, 8)
 Seed = int | Sequence[int]
 
 
@@ -44,20 +44,23 @@ class CompileEvent:
 
 @dataclasses.dataclass(frozen=True)
 class SampleTimings:
-    prefix_ms: float
+    prefill_ms: float
     denoise_ms: float
     total_ms: float
 
 
 @dataclasses.dataclass(frozen=True)
 class SampledChunks:
-    actions: np.ndarray  # float32 [n,H,D], the model's normalized space
+    actions: Float[np.ndarray, "n t a"]  # float32, the model's normalized space
     timings: SampleTimings
     bucket: int
 
 
 class FlowSampler:
-    """Turns observations (a ModelInput or Rows) and noise into normalized action chunks [n,H,D]."""
+    """Turns observations (a ModelInput or Rows) and noise into normalized action chunks.
+
+    Shapes are jaxtyping annotations (axis names: `policy.observation`): n rows in, each chunk t action steps of
+    a action dims; the compiled functions see the rows padded to a batch bucket of b."""
 
     def __init__(
         self,
@@ -65,7 +68,7 @@ class FlowSampler:
         cfg: ModelConfig | None = None,
         *,
         num_steps: int = 10,
-        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        buckets: Sequence[int] = BATCH_BUCKETS,
     ) -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -91,24 +94,24 @@ class FlowSampler:
         self,
         batch: ModelInput | Sequence[Row],
         *,
-        noise: np.ndarray | None = None,
+        noise: Float[np.ndarray, "n t a"] | None = None,
         seed: Seed | None = None,
-        rtc: Sequence[RTCRequest | None] | None = None,
-    ) -> np.ndarray:
-        """Normalized actions [n,H,D]; see `run` for the arguments."""
+        rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
+    ) -> Float[np.ndarray, "n t a"]:
+        """Normalized actions; see `run` for the arguments."""
         return self.run(batch, noise=noise, seed=seed, rtc=rtc).actions
 
     def run(
         self,
         batch: ModelInput | Sequence[Row],
         *,
-        noise: np.ndarray | None = None,
+        noise: Float[np.ndarray, "n t a"] | None = None,
         seed: Seed | None = None,
-        rtc: Sequence[RTCRequest | None] | None = None,
+        rtc: Sequence[NormalizedRtcPrefix | None] | None = None,
     ) -> SampledChunks:
         """Samples one chunk per row, with timings.
 
-        noise [n,H,D] is the flow's start x_1; or `seed` draws it (one int for the batch, or one per row, so a
+        noise is the flow's start x_1; or `seed` draws it (one int for the batch, or one per row, so a
         session's chunk does not depend on who it was batched with). rtc: one entry per row, None = unguided.
         """
         start = time.perf_counter()
@@ -120,7 +123,7 @@ class FlowSampler:
         x_1 = _pad_rows(self._start_noise(noise, seed, rows), bucket)
         guidance = self._guidance(rtc, rows, bucket)
 
-        prefix_start = time.perf_counter()
+        prefill_start = time.perf_counter()
         cache, prefix_mask = jax.block_until_ready(self._fill_prefix(self._state, obs))
         denoise_start = time.perf_counter()
         suffix_obs = dataclasses.replace(obs, images={}, image_masks={}, token_ar_mask=None)
@@ -128,7 +131,7 @@ class FlowSampler:
         actions = np.asarray(x_0, np.float32)[:rows]
         end = time.perf_counter()
         timings = SampleTimings(
-            prefix_ms=(denoise_start - prefix_start) * 1e3,
+            prefill_ms=(denoise_start - prefill_start) * 1e3,
             denoise_ms=(end - denoise_start) * 1e3,
             total_ms=(end - start) * 1e3,
         )
@@ -143,7 +146,9 @@ class FlowSampler:
             batch = dataclasses.replace(batch, state=jnp.zeros((batch.batch_size, self.cfg.action_dim), jnp.float32))
         return jax.tree.map(lambda x: _pad_rows(jnp.asarray(x), bucket), batch)
 
-    def _start_noise(self, noise: np.ndarray | None, seed: Seed | None, rows: int) -> np.ndarray:
+    def _start_noise(
+        self, noise: Float[np.ndarray, "n t a"] | None, seed: Seed | None, rows: int
+    ) -> Float[np.ndarray, "n t a"]:
         shape = (rows, self.cfg.action_horizon, self.cfg.action_dim)
         if noise is not None:
             if seed is not None:
@@ -160,7 +165,7 @@ class FlowSampler:
             raise ValueError(f"seed has {len(seed)} entries for {rows} rows")
         return np.stack([np.random.default_rng(s).standard_normal(shape[1:], np.float32) for s in seed])
 
-    def _guidance(self, rtc: Sequence[RTCRequest | None] | None, rows: int, bucket: int) -> Guidance | None:
+    def _guidance(self, rtc: Sequence[NormalizedRtcPrefix | None] | None, rows: int, bucket: int) -> Guidance | None:
         if rtc is None:
             return None
         if len(rtc) != rows:

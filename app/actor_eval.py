@@ -46,6 +46,11 @@ def first_actions(engine: ChunkEngine, frames: Sequence[Frame], batch: int) -> n
     return np.stack(out)
 
 
+def _expert_action(frame: Frame) -> np.ndarray:
+    assert frame.action is not None  # collect_frames records the expert's action with every frame
+    return frame.action
+
+
 def move_fit(predicted: np.ndarray, expert: np.ndarray) -> dict:
     """Position error, expert step and cosine of the xyz moves, averaged over frames."""
     p, e = predicted[:, :3], expert[:, :3]
@@ -79,7 +84,7 @@ def evaluate(
     for split, seed in (seeds or {"train": TRAIN_SEED, "heldout": HELDOUT_SEED}).items():
         frames = collect_frames(tasks, episodes, seed, image_size, every=every, progress=progress)
         predicted = first_actions(engine, frames, batch)
-        expert = np.stack([f.action for f in frames])
+        expert = np.stack([_expert_action(f) for f in frames])
         by_phase = collections.defaultdict(list)
         for i, frame in enumerate(frames):
             by_phase[phase_of(frame.label)].append(i)

@@ -365,6 +365,14 @@ def _train(args: argparse.Namespace) -> int:
     if not args.exp_name:
         raise UserError("--exp-name is required: runs go to <checkpoint_dir>/<config>/<exp-name>")
     _configure_logging()
+    if args.num_processes > 1:
+        from training import distributed
+
+        if not args.coordinator:
+            raise UserError("--num-processes > 1 needs --coordinator HOST:PORT (process 0's address)")
+        if not 0 <= args.process_id < args.num_processes:
+            raise UserError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     from training.loop import train
 
     config = get_config(args.config, args.set)
@@ -596,6 +604,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list", action="store_true", help="print the training configs and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    multi = p.add_argument_group("several processes or hosts (jax.distributed; see training/distributed.py)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same on every process")
+    multi.add_argument("--num-processes", type=int, default=1, help="processes in the run (default 1)")
+    multi.add_argument("--process-id", type=int, default=0, help="this process's rank, 0 .. num-processes-1")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("compute-norm-stats", help="write a training config's norm_stats.json from its dataset")

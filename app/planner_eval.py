@@ -9,7 +9,7 @@ recorder's default (0, 1, ...) and from the bundle's recordings (100000 and up),
 planner was not trained on. Frame t is the observation
 before action t labelled with the subtask the expert served with that action (the recorder's convention),
 rendered at the checkpoint's image size and given to the planner under the training camera keys
-(`training.config.LIBERO_CAMERAS`). Decoding is greedy, `--batch` frames per decoder call.
+(`policy.inputs.LIBERO_CAMERAS`). Decoding is greedy, `--batch` frames per decoder call.
 
 The last stdout line is one JSON object with the figures; `--json OUT` writes it with every frame's label and
 prediction added.
@@ -28,22 +28,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from planner.decoder import DEFAULT_MAX_NEW_TOKENS, PlanRequest, SubtaskDecoder
+from planner.decoder import DEFAULT_MAX_NEW_TOKENS, DecodeRequest, SubtaskDecoder
 from policy.config import NAMED_CONFIGS
 from policy.errors import UserFacingError
+from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
 from policy.prompts import clean_instruction
 from sim.expert import run_episode
-from sim.recorder import video_key
-from sim.rollout import latency_summary
+from sim.rollout_report import latency_summary
 from sim.tasks import list_tasks, make
-from training.config import LIBERO_CAMERAS
 from training.metrics import Progress
 
 PHASES = ("move to", "grasp", "lift", "move above", "release")
 OTHER_PHASE = "other"
-# Sim camera → model image key, as training reads the recorder's datasets.
-SIM_CAMERAS = {key.removeprefix(video_key("")): model_key for key, model_key in LIBERO_CAMERAS}
 DEFAULT_TASKS = ("pick_place", "two_stage")
 DEFAULT_SEED = 5000
 MISMATCH_EXAMPLES = 5
@@ -82,7 +79,7 @@ def collect_frames(
     image_size: int,
     *,
     every: int = 1,
-    cameras: Mapping[str, str] = SIM_CAMERAS,
+    cameras: Mapping[str, str] = LIBERO_CAMERAS,
     progress: bool = False,
 ) -> list[Frame]:
     """Every `every`-th frame (from step 0) of `episodes` expert episodes per task, with its label."""
@@ -134,7 +131,7 @@ def plan_frames(decoder, frames: Sequence[Frame], batch: int, *, progress: bool 
     try:
         for start in range(0, len(frames), batch):
             chunk = frames[start : start + batch]
-            requests = [PlanRequest(f.cameras, f.instruction, f.state) for f in chunk]
+            requests = [DecodeRequest(f.cameras, f.instruction, f.state) for f in chunk]
             began = time.perf_counter()
             results = decoder.decode(requests, temperature=0.0)
             elapsed_ms = (time.perf_counter() - began) * 1e3
@@ -253,9 +250,9 @@ def evaluate(
     started = time.perf_counter()
     model_dir, decoder = load_decoder(checkpoint, tokenizer, config_name, batch, max_new_tokens)
     keys = model_dir.config.image_keys
-    cameras = {c: key for c, key in SIM_CAMERAS.items() if key in keys}
+    cameras = {c: key for c, key in LIBERO_CAMERAS.items() if key in keys}
     if not cameras:
-        raise PlannerEvalError(f"the model reads {list(keys)}, none of the sim's {list(SIM_CAMERAS.values())}")
+        raise PlannerEvalError(f"the model reads {list(keys)}, none of the sim's {list(LIBERO_CAMERAS.values())}")
     image_size = model_dir.config.vision.image_size
     decoder.warm_up()
     frames = collect_frames(

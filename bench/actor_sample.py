@@ -2,7 +2,7 @@
 
 For each config (random perturbed weights, one session, every camera present, a 20-token prompt):
 - warm latency of `FlowSampler.sample` (prefix once + N action-expert steps), median and p99 over --calls,
-  plus its prefix / denoise split and the latency with RTC guidance on;
+  plus its prefill / denoise split and the latency with RTC guidance on;
 - the naive baseline: N joint prefix+suffix passes (`Pi05.velocity`) from the same noise, over --naive-calls
   (it is ~N times slower, so fewer calls keep the run short); the two chunks must agree.
 The last line is one JSON object: {config: {p50_ms, p99_ms, ..., naive_p50_ms, cache_speedup}, "device": ...}.
@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from actor.rtc import RTCRequest  # noqa: E402
+from actor.rtc import NormalizedRtcPrefix  # noqa: E402
 from actor.sampler import FlowSampler  # noqa: E402
 from policy.checkpoint import init_params, model_from_params  # noqa: E402
 from policy.config import ModelConfig, get_model_config  # noqa: E402
@@ -98,14 +98,14 @@ def bench_config(name: str, args: argparse.Namespace) -> dict[str, float | int |
 
     def cached() -> None:
         sampled = sampler.run(obs, noise=noise)
-        splits.append((sampled.timings.prefix_ms, sampled.timings.denoise_ms))
+        splits.append((sampled.timings.prefill_ms, sampled.timings.denoise_ms))
         chunks.append(sampled.actions)
 
     cached_ms = timed_ms(cached, args.calls)
-    prefix_ms, denoise_ms = np.asarray(splits[WARMUP_CALLS:]).T
+    prefill_ms, denoise_ms = np.asarray(splits[WARMUP_CALLS:]).T
     overlap = cfg.action_horizon // 2
     previous = sampler.sample(obs, seed=2)[0, :overlap]
-    rtc = [RTCRequest(previous, delay=min(3, overlap))]
+    rtc = [NormalizedRtcPrefix(previous, inference_delay=min(3, overlap))]
     rtc_ms = timed_ms(lambda: sampler.sample(obs, noise=noise, rtc=rtc), args.calls)
 
     naive = naive_sampler(model, args.steps)
@@ -116,7 +116,7 @@ def bench_config(name: str, args: argparse.Namespace) -> dict[str, float | int |
         "dtype": cfg.dtype,
         "p50_ms": round(float(np.median(cached_ms)), 3),
         "p99_ms": round(float(np.percentile(cached_ms, 99)), 3),
-        "prefix_p50_ms": round(float(np.median(prefix_ms)), 3),
+        "prefill_p50_ms": round(float(np.median(prefill_ms)), 3),
         "denoise_p50_ms": round(float(np.median(denoise_ms)), 3),
         "rtc_p50_ms": round(float(np.median(rtc_ms)), 3),
         "naive_p50_ms": round(float(np.median(naive_ms)), 3),

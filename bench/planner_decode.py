@@ -1,19 +1,22 @@
 """Subtask decoding throughput: the KV-cached decoder vs re-running the whole sequence for every new token.
 
 Both decode the same planner prompt (one row, the base camera only) on the same random-weight network (every
-weight perturbed with std 1 so the tokens vary), greedily over the whole vocabulary except EOS, so both always
-produce exactly `--new-tokens` tokens. Each is one compiled call, compiled and run once before timing:
+weight perturbed with std 1 so the tokens vary), greedily over the tokenizer's pieces except EOS (the ids the
+planner itself may choose: the model's vocabulary is larger than the bench tokenizer's), so both always produce
+exactly `--new-tokens` tokens. Each is one compiled call, compiled and run once before timing:
 - kv:    `policy.decoding.generate`: the prefix once, then one token per step against a preallocated KV cache;
 - naive: `planner.reference.full_recompute_generate`: for every token, `fill_prefix` (SigLIP included) on the
          prompt extended with the tokens generated so far (`token_ar_mask` True on them), logits read at the
          last valid token.
 `decoder_*` fields time the planner engine itself (`SubtaskDecoder.decode`, the same mask as a vocab setting):
 wall time per call including preprocessing, and its own prefill/decode split.
-`same_tokens` says whether all three agree: exactly in float32; bfloat16 configs (`dummy`) may part ways where
-two logits nearly tie, since the paths round differently. Figures are medians over `--reps` calls;
+`same_tokens` says whether all three agree: exactly in float32 (`--dtype float32`, the default); in bfloat16
+they may part ways where two logits nearly tie, since the paths round differently (`first_difference` says
+at which token). Figures are medians over `--reps` calls;
 `speedup_of_fastest` compares the fastest calls, which other load on a shared machine disturbs least.
 
     .venv/bin/python bench/planner_decode.py --config tiny
+    .venv/bin/python bench/planner_decode.py --config dummy [--dtype bfloat16]
 The last line printed is one JSON object.
 """
 
@@ -36,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from planner.decoder import PlanRequest, SubtaskDecoder
+from planner.decoder import DecodeRequest, SubtaskDecoder
 from planner.reference import full_recompute_generate
 from planner.vocab import all_mask
 from policy import decoding
@@ -57,25 +60,34 @@ class BenchConfig:
     new_tokens: int
     reps: int
     seed: int
+    dtype: str = "float32"
 
 
-def never_eos_greedy(eos_id: int) -> decoding.TokenChooser:
-    """Greedy over every id but EOS, so every run decodes the full length."""
+def masked_greedy(allowed: np.ndarray) -> decoding.TokenChooser:
+    """Greedy over the allowed ids only: the same choice the planner engine makes under that vocab mask."""
+    allowed_ids = jnp.asarray(allowed)
 
     def choose(logits: jax.Array, rng: jax.Array) -> jax.Array:
         del rng
-        return jnp.argmax(logits.at[:, eos_id].set(-jnp.inf), axis=-1).astype(jnp.int32)
+        return jnp.argmax(jnp.where(allowed_ids, logits, -jnp.inf), axis=-1).astype(jnp.int32)
 
     return choose
 
 
-def planner_request(cfg, seed: int) -> PlanRequest:
+def first_difference(*token_rows: np.ndarray) -> int | None:
+    """The first position at which the token rows disagree; None when they are equal."""
+    rows = np.stack([np.ravel(r) for r in token_rows])
+    differs = np.flatnonzero(np.any(rows != rows[0], axis=0))
+    return int(differs[0]) if differs.size else None
+
+
+def planner_request(cfg, seed: int) -> DecodeRequest:
     size = cfg.vision.image_size
     image = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    return PlanRequest({cfg.image_keys[0]: image}, TASK)
+    return DecodeRequest({cfg.image_keys[0]: image}, TASK)
 
 
-def model_input(cfg, tokenizer: TextTokenizer, request: PlanRequest) -> ModelInput:
+def model_input(cfg, tokenizer: TextTokenizer, request: DecodeRequest) -> ModelInput:
     prompt = tokenize_planner(tokenizer, request.task, max_len=cfg.max_token_len)
     return build_input(cfg, [Row(dict(request.cameras), prompt)])
 
@@ -92,15 +104,15 @@ def wall_times(contenders: dict[str, Callable[[], object]], reps: int) -> dict[s
 
 
 def run(bench: BenchConfig) -> dict[str, object]:
-    cfg = get_model_config(bench.config)
+    cfg = get_model_config(bench.config).replace(dtype=bench.dtype)
     model = model_from_params(cfg, init_params(cfg, seed=bench.seed, perturb_std=1.0))
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = TextTokenizer(train_tokenizer(Path(tmp) / "bench.model", vocab_size=TOKENIZER_VOCAB))
     request = planner_request(cfg, bench.seed)
     obs = model_input(cfg, tokenizer, request)
-    choose = never_eos_greedy(tokenizer.eos_id)
     never_eos = all_mask(tokenizer, cfg.vocab_size)
     never_eos[tokenizer.eos_id] = False
+    choose = masked_greedy(never_eos)
     decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=never_eos, max_new_tokens=bench.new_tokens, buckets=(1,))
     graphdef, state = nnx.split(model)
 
@@ -140,7 +152,8 @@ def run(bench: BenchConfig) -> dict[str, object]:
         "decoder_tokens_per_s": round(bench.new_tokens / decoder_s, 1),
         "decoder_prefill_ms": round(split.prefill_ms, 3),
         "decoder_decode_ms": round(split.decode_ms, 3),
-        "same_tokens": bool(np.array_equal(kv_tokens, naive_tokens) and np.array_equal(kv_tokens, decoder_tokens)),
+        "same_tokens": first_difference(kv_tokens, naive_tokens, decoder_tokens) is None,
+        "first_difference": first_difference(kv_tokens, naive_tokens, decoder_tokens),
         "dtype": cfg.dtype,
         "prefix_tokens": int(cfg.vision.num_tokens * len(cfg.image_keys) + cfg.max_token_len),
         "device": jax.devices()[0].device_kind,
@@ -157,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=20)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args(argv)
-    result = run(BenchConfig(args.config, args.new_tokens, args.reps, args.seed))
+    result = run(BenchConfig(args.config, args.new_tokens, args.reps, args.seed, args.dtype))
     print(json.dumps(result))
     return 0
 

@@ -96,16 +96,16 @@ class FrameSource:
 
 def in_process_latency(checkpoint: pathlib.Path, calls: int, frames: FrameSource) -> list[float]:
     from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
+    from policy.inputs import LIBERO_CAMERAS
     from policy.model_dir import ModelDir
 
     model_dir = ModelDir.open(checkpoint)
     dims = model_dir.norm_stats["actions"].dim
     engine = ChunkEngine.from_model_dir(model_dir, EngineConfig(action_dims=dims))
-    cameras = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
     state = np.linspace(-0.5, 0.5, model_dir.norm_stats["state"].dim, dtype=np.float32)
     samples = []
     for i in range(calls + 3):
-        request = ChunkRequest({cameras[k]: v for k, v in frames(i).items()}, TASK, TASK, state)
+        request = ChunkRequest({LIBERO_CAMERAS[k]: v for k, v in frames(i).items()}, TASK, TASK, state)
         start = time.perf_counter()
         engine.run([request])
         if i >= 3:

@@ -25,8 +25,9 @@ DEFAULT_DELAY_WINDOW = 10
 
 
 @dataclasses.dataclass(frozen=True)
-class RtcRequest:
-    """What the server needs to continue the queued actions: they run while the new chunk is computed."""
+class RtcPrefix:
+    """What the server needs to continue the queued actions (they run while the new chunk is computed); sent as
+    the observation's `rtc` (`RealTimeChunking`). execution_horizon 0: the server's default."""
 
     queued_actions: np.ndarray
     inference_delay: int
@@ -144,8 +145,8 @@ class ActionQueue:
             return True
         return self.replan_steps is not None and self._control_step - self._last_request_step >= self.replan_steps
 
-    def request(self, key: int) -> RtcRequest | None:
-        """Records that an observation went out now → the RTC input to send with it ("rtc" mode, non-empty queue)."""
+    def request(self, key: int) -> RtcPrefix | None:
+        """Records that an observation went out now → the RTC prefix to send with it ("rtc" mode, non-empty queue)."""
         if key in self._requests or (self._applied_key is not None and key <= self._applied_key):
             raise ValueError(f"request key {key} must be new and greater than the last applied key {self._applied_key}")
         self._requests[key] = _Request(self._control_step, self._clock())
@@ -153,7 +154,7 @@ class ActionQueue:
         self._counts["requests"] += 1
         if self.mode != "rtc" or not len(self):
             return None
-        return RtcRequest(self.queued, self.inference_delay(), self.execution_horizon)
+        return RtcPrefix(self.queued, self.inference_delay(), self.execution_horizon)
 
     def receive(self, key: int, actions: np.ndarray) -> Applied:
         """Applies the chunk answering request `key`: skips the actions already in the past, replaces the queue."""

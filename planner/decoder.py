@@ -14,13 +14,14 @@ share them. The mask, temperature, top-p and seed are runtime arguments, so chan
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -30,17 +31,17 @@ from flax import nnx
 from planner.sampling import choose_token
 from planner.vocab import all_mask, allowed_set_mask, printable_ascii_mask
 from policy import decoding
-from policy.batching import Row, bucket_for, build_input
+from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
 from policy.config import ModelConfig
 from policy.errors import UserFacingError
 from policy.gemma import KVCache
-from policy.normalize import NormStats, normalize
+from policy.inputs import InputError, checked_cameras, checked_task, model_state
+from policy.normalize import NormStats
 from policy.observation import ModelInput
 from policy.pi05 import Pi05
 from policy.prompts import tokenize_planner
 from policy.tokenizer import TextTokenizer
 
-DEFAULT_BUCKETS = (1, 2, 4, 8)
 DEFAULT_MAX_NEW_TOKENS = 20
 VOCAB_CHOICES = ("ascii", "all")
 
@@ -48,12 +49,21 @@ VOCAB_CHOICES = ("ascii", "all")
 VocabSpec = str | Sequence[str | int] | np.ndarray
 
 
-class PlanRequestError(UserFacingError, ValueError):
+class DecodeRequestError(UserFacingError, ValueError):
     """A request or decoder setting that cannot be decoded; the message names the offending field."""
 
 
+@contextlib.contextmanager
+def request_errors() -> Iterator[None]:
+    """A request's `InputError` (the shared input checks) raised as the planner's own `DecodeRequestError`."""
+    try:
+        yield
+    except InputError as err:
+        raise DecodeRequestError(str(err)) from err
+
+
 @dataclasses.dataclass(frozen=True)
-class PlanRequest:
+class DecodeRequest:
     """Model camera key (e.g. `base_0_rgb`) → uint8 [H,W,3] RGB; absent cameras are masked out of the prefix."""
 
     cameras: Mapping[str, np.ndarray]
@@ -90,7 +100,16 @@ class Prefilled:
     prefill_ms: float
 
 
-_Decoded = TypeVar("_Decoded")  # PlanResult or planner.reasoning.ReasoningStep
+class _DecodedAnswer(Protocol):
+    """A frozen dataclass with the ids of a decoded answer: PlanResult or planner.reasoning.ReasoningStep."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @property
+    def token_ids(self) -> tuple[int, ...]: ...
+
+
+_Decoded = TypeVar("_Decoded", bound=_DecodedAnswer)
 
 
 def truncated(result: _Decoded, max_tokens: int, tokenizer: TextTokenizer) -> _Decoded:
@@ -109,7 +128,7 @@ def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int
             return printable_ascii_mask(tokenizer, model_vocab_size)
         if vocab == "all":
             return all_mask(tokenizer, model_vocab_size)
-        raise PlanRequestError(
+        raise DecodeRequestError(
             f"vocab must be one of {list(VOCAB_CHOICES)}, a list of allowed strings/ids or a mask; got {vocab!r}"
         )
     if isinstance(vocab, np.ndarray) and vocab.dtype == bool:
@@ -119,11 +138,11 @@ def vocab_mask(tokenizer: TextTokenizer, vocab: VocabSpec, model_vocab_size: int
 
 def _checked_mask(tokenizer: TextTokenizer, mask: np.ndarray, model_vocab_size: int) -> np.ndarray:
     if mask.shape != (model_vocab_size,):
-        raise PlanRequestError(f"vocab mask has shape {mask.shape}, expected ({model_vocab_size},)")
+        raise DecodeRequestError(f"vocab mask has shape {mask.shape}, expected ({model_vocab_size},)")
     if mask[tokenizer.vocab_size :].any():
-        raise PlanRequestError(f"vocab mask allows ids past the tokenizer's {tokenizer.vocab_size} pieces")
+        raise DecodeRequestError(f"vocab mask allows ids past the tokenizer's {tokenizer.vocab_size} pieces")
     if not mask.any():
-        raise PlanRequestError("vocab mask allows no token at all")
+        raise DecodeRequestError("vocab mask allows no token at all")
     return mask.copy()
 
 
@@ -145,8 +164,15 @@ class _FilledPrefix:
     def logits(self, hidden: jax.Array) -> jax.Array:
         return self._model.logits(hidden)
 
-    def decode_step(self, *args: jax.Array) -> tuple[jax.Array, KVCache]:
-        return self._model.decode_step(*args)
+    def decode_step(
+        self,
+        token: jax.Array,
+        position: jax.Array,
+        cache: KVCache,
+        write_index: jax.Array,
+        key_mask: jax.Array,
+    ) -> tuple[jax.Array, KVCache]:
+        return self._model.decode_step(token, position, cache, write_index, key_mask)
 
 
 def _prefill_fn(graphdef: nnx.GraphDef) -> Callable:
@@ -200,7 +226,7 @@ def _executable(static_key: tuple, make_fn: Callable[[], Callable], args: tuple)
         return _EXECUTABLES[key], True
 
 
-def _timed(fn: Callable, *args) -> tuple[object, float]:
+def _timed(fn: Callable, *args) -> tuple[Any, float]:
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
     return out, (time.perf_counter() - start) * 1e3
@@ -225,7 +251,7 @@ class SubtaskDecoder:
         *,
         vocab: VocabSpec = "ascii",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        buckets: Sequence[int] = BATCH_BUCKETS,
         norm_stats: Mapping[str, NormStats] | None = None,
         use_state: bool | None = None,
         forbidden: Sequence[int] = (),
@@ -234,12 +260,12 @@ class SubtaskDecoder:
         state goes into the prompt (needs `norm_stats`); None follows the checkpoint's `discrete_state_input`."""
         if tokenizer.vocab_size > cfg.state_token_offset:
             reserved = f" less its {cfg.vocab_size - cfg.state_token_offset} state tokens" if cfg.state_tokens else ""
-            raise PlanRequestError(
+            raise DecodeRequestError(
                 f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the model's "
                 f"vocabulary of {cfg.vocab_size}{reserved}; it does not belong to this checkpoint"
             )
         if not buckets or any(b <= 0 for b in buckets):
-            raise PlanRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
+            raise DecodeRequestError(f"buckets must be positive batch sizes, got {tuple(buckets)}")
         _check_max_new_tokens(max_new_tokens)
         if use_state is None:
             use_state = cfg.discrete_state_input
@@ -279,7 +305,7 @@ class SubtaskDecoder:
 
     def decode(
         self,
-        requests: Sequence[PlanRequest],
+        requests: Sequence[DecodeRequest],
         *,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -310,9 +336,15 @@ class SubtaskDecoder:
         """Compiles every bucket (or those holding `batch_sizes` rows) with black images, off the request path."""
         size = self._cfg.vision.image_size
         black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
-        state = None if self._state_stats is None else np.zeros(self._state_stats.dim, np.float32)
         for rows in batch_sizes or self._buckets:
-            self.decode([PlanRequest(black, "warm up", state)] * bucket_for(rows, self._buckets))
+            self.decode([DecodeRequest(black, "warm up", self.warm_up_state)] * bucket_for(rows, self._buckets))
+
+    @property
+    def warm_up_state(self) -> np.ndarray | None:
+        """A state this decoder takes (zeros), or None when it reads none."""
+        if self._state_stats is None:
+            return None
+        return np.zeros(min(self._state_stats.dim, self._cfg.action_dim), np.float32)
 
     def prefill(self, rows: Sequence[Row]) -> Prefilled:
         """The compiled prefix pass over `rows` (at most the largest bucket), padded to their bucket."""
@@ -358,11 +390,12 @@ class SubtaskDecoder:
         self._compile_count += compiled_now
         return executable
 
-    def _row(self, index: int, request: PlanRequest) -> Row:
+    def _row(self, index: int, request: DecodeRequest) -> Row:
         where = f"requests[{index}]"
-        if not isinstance(request, PlanRequest):
-            raise PlanRequestError(f"{where} must be a PlanRequest, got {type(request).__name__}")
-        task = _checked_task(request.task, where)
+        if not isinstance(request, DecodeRequest):
+            raise DecodeRequestError(f"{where} must be a DecodeRequest, got {type(request).__name__}")
+        with request_errors():
+            task = checked_task(request.task, f"{where}.task")
         images = self.checked_cameras(request.cameras, where)
         state = self.normalized_state(request.state, where)
         prompt_state = state if self._state_in_prompt else None
@@ -370,64 +403,32 @@ class SubtaskDecoder:
         return Row(images, prompt, state)
 
     def checked_cameras(self, cameras: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
-        """The cameras of the request at `where`, refused naming the field when unknown, empty or not RGB."""
-        if not cameras:
-            raise PlanRequestError(f"{where}.cameras is empty; give at least one of {list(self._cfg.image_keys)}")
-        checked = {}
-        for key, image in cameras.items():
-            field = f"{where}.cameras[{key!r}]"
-            if key not in self._cfg.image_keys:
-                raise PlanRequestError(f"{field}: unknown camera; the model reads {list(self._cfg.image_keys)}")
-            checked[key] = _checked_image(image, field)
-        return checked
+        """The cameras of the request at `where` (`policy.inputs.checked_cameras`)."""
+        with request_errors():
+            return checked_cameras(cameras, self._cfg.image_keys, f"{where}.cameras")
 
     def normalized_state(self, state: np.ndarray | None, where: str) -> np.ndarray | None:
-        """The normalized state for the model, or None when the model does not read it.
-
-        pi0.5 normalizes the state with quantiles and pi0 with z-scores, as openpi does.
-        """
+        """The model's state (`policy.inputs.model_state`), or None when this decoder does not read it."""
         if self._state_stats is None:
             return None
-        field = f"{where}.state"
-        if state is None:
-            raise PlanRequestError(f"{field} is missing; this model reads the robot state in every request")
-        values = np.asarray(state, np.float64)
-        if values.ndim != 1 or not np.all(np.isfinite(values)):
-            raise PlanRequestError(f"{field} must be a 1-D vector of finite numbers, got shape {list(values.shape)}")
-        if values.shape[0] > self._state_stats.dim:
-            raise PlanRequestError(f"{field} has {values.shape[0]} dims, the norm stats only {self._state_stats.dim}")
-        return normalize(values, self._state_stats, use_quantiles=self._cfg.pi05)
-
-
-def _checked_task(task: str, where: str) -> str:
-    if not isinstance(task, str):
-        raise PlanRequestError(f"{where}.task must be text, got {type(task).__name__}")
-    if not task.strip():
-        raise PlanRequestError(f"{where}.task is empty; say what the robot should do")
-    return task
-
-
-def _checked_image(image: np.ndarray, field: str) -> np.ndarray:
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
-        raise PlanRequestError(f"{field} must be a uint8 [H, W, 3] RGB image, got {array.dtype} {list(array.shape)}")
-    return array
+        with request_errors():
+            return model_state(state, self._state_stats, self._cfg, f"{where}.state")
 
 
 def _state_stats(norm_stats: Mapping[str, NormStats] | None) -> NormStats:
     if not norm_stats or "state" not in norm_stats:
-        raise PlanRequestError("use_state=True needs norm stats with a 'state' entry to normalize the state")
+        raise DecodeRequestError("use_state=True needs norm stats with a 'state' entry to normalize the state")
     return norm_stats["state"]
 
 
 def _check_max_new_tokens(max_new_tokens: int) -> None:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise PlanRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        raise DecodeRequestError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
     """Refuses a temperature or top-p no decode can run with, naming the setting."""
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise PlanRequestError(f"temperature must be a finite number >= 0, got {temperature}")
+        raise DecodeRequestError(f"temperature must be a finite number >= 0, got {temperature}")
     if not (0 < top_p <= 1):
-        raise PlanRequestError(f"top_p must be in (0, 1], got {top_p}")
+        raise DecodeRequestError(f"top_p must be in (0, 1], got {top_p}")

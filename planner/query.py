@@ -16,7 +16,7 @@ import numpy as np
 
 from planner.decoder import (
     DEFAULT_MAX_NEW_TOKENS,
-    PlanRequest,
+    DecodeRequest,
     PlanResult,
     SubtaskDecoder,
 )
@@ -103,7 +103,7 @@ def run_query(query: Query) -> PlanResult:
     )
     if query.warm_up:
         decoder.warm_up()
-    request = PlanRequest(cameras, query.task)
+    request = DecodeRequest(cameras, query.task)
     return decoder.decode([request], temperature=query.temperature, top_p=query.top_p, seed=query.seed)[0]
 
 

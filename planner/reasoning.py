@@ -29,16 +29,18 @@ import numpy as np
 from flax import nnx
 
 from planner.decoder import (
-    PlanRequest,
-    PlanRequestError,
+    DecodeRequest,
+    DecodeRequestError,
     SubtaskDecoder,
     VocabSpec,
     check_sampling,
+    request_errors,
     truncated,
 )
 from policy import masks
 from policy.batching import Row
 from policy.config import ModelConfig
+from policy.inputs import checked_text
 from policy.normalize import NormStats
 from policy.pi05 import Pi05
 from policy.prompts import (
@@ -128,7 +130,6 @@ class ReasoningPlanner:
         )
         self._tokenizer = tokenizer
         self._cfg = cfg
-        self._warm_up_state = np.zeros(norm_stats["state"].dim, np.float32) if use_state else None
         graphdef, self._state = nnx.split(model)
         self._begin_logits = jax.jit(_begin_logits_fn(graphdef, self._special))
 
@@ -158,7 +159,7 @@ class ReasoningPlanner:
         The reasoning is decoded greedily at temperature 0, else with temperature + top-p sampling.
         """
         if force is not None and force not in DECISIONS:
-            raise PlanRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
+            raise DecodeRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
         check_sampling(temperature, top_p)
         filled = self._decoder.prefill([self._row(request)])
         start = time.perf_counter()
@@ -179,13 +180,13 @@ class ReasoningPlanner:
         """Compiles the prefix pass, the read-out and the decode loop with black images, off the request path."""
         size = self._cfg.vision.image_size
         black = {key: np.zeros((size, size, 3), np.uint8) for key in self._cfg.image_keys}
-        self.plan(ReasoningRequest(black, "warm up", self._warm_up_state), force="think")
+        self.plan(ReasoningRequest(black, "warm up", self._decoder.warm_up_state), force="think")
 
     def _row(self, request: ReasoningRequest) -> Row:
         if not isinstance(request, ReasoningRequest):
-            raise PlanRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
-        if not isinstance(request.context, str) or not request.context.strip():
-            raise PlanRequestError("request.context is empty; give the instruction or the latest reasoning")
+            raise DecodeRequestError(f"request must be a ReasoningRequest, got {type(request).__name__}")
+        with request_errors():
+            checked_text(request.context, "request.context", "give the instruction or the latest reasoning")
         images = self._decoder.checked_cameras(request.cameras, "request")
         state = self._decoder.normalized_state(request.state, "request")
         begin = self._special.begin_reasoning
@@ -194,7 +195,7 @@ class ReasoningPlanner:
                 self._tokenizer, request.context, begin, self._special, max_len=self._cfg.max_token_len, state=state
             )
         except ValueError as err:
-            raise PlanRequestError(f"request.context is too long: {err}") from err
+            raise DecodeRequestError(f"request.context: is too long: {err}") from err
         return Row(images, TokenizedPrompt(prompt.tokens, prompt.mask), ar_mask=prompt.ar_mask)
 
 
@@ -233,7 +234,7 @@ class ReasoningSessions:
         return self._sessions.get(session_id)
 
     def plan(
-        self, session_id: str, observation_step: int, request: PlanRequest, *, max_tokens: int = 0
+        self, session_id: str, observation_step: int, request: DecodeRequest, *, max_tokens: int = 0
     ) -> tuple[ReasoningStep, SessionReasoning]:
         """Thinks or acts on `request` in its session's context → the step and the session's reasoning after it.
 

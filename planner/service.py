@@ -17,25 +17,25 @@ import logging
 
 import grpc
 
-from planner.decoder import PlanRequest, PlanResult, SubtaskDecoder, truncated
+from planner.decoder import DecodeRequest, PlanResult, SubtaskDecoder, truncated
 from planner.reasoning import ReasoningSessions
 from policy.errors import UserFacingError
+from policy.inputs import checked_state, checked_task
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
-from protos.wire import WireError, float_vector, image_to_numpy, quoted
+from protos.stats import StatsRecorder
+from protos.wire import WireError, image_to_numpy, quoted, tensor_to_numpy
 
 log = logging.getLogger(__name__)
 
 
-def plan_request_from_proto(request: pb.PlanRequest) -> PlanRequest:
-    if not request.task.strip():
-        raise WireError("task", "is empty; say what the robot should do")
-    if not request.images:
-        raise WireError("images", "no camera given")
+def decode_request_from_proto(request: pb.PlanRequest) -> DecodeRequest:
+    """The request's frames and state decoded, task and state checked under the PlanRequest's field names; the
+    planner checks the cameras against its model."""
+    task = checked_task(request.task, "task")
     cameras = {key: image_to_numpy(image, f"images[{quoted(key)}]") for key, image in request.images.items()}
-    state = float_vector(request.state, "state") if request.HasField("state") else None
-    return PlanRequest(cameras=cameras, task=request.task, state=state)
+    state = checked_state(tensor_to_numpy(request.state, "state"), "state") if request.HasField("state") else None
+    return DecodeRequest(cameras=cameras, task=task, state=state)
 
 
 def plan_reply(request: pb.PlanRequest, result: PlanResult) -> pb.PlanReply:
@@ -50,9 +50,9 @@ def plan_reply(request: pb.PlanRequest, result: PlanResult) -> pb.PlanReply:
 
 
 class PlannerService(pb_grpc.PlannerServicer):
-    def __init__(self, planner: SubtaskDecoder | ReasoningSessions, stats: Stats | None = None):
+    def __init__(self, planner: SubtaskDecoder | ReasoningSessions, stats: StatsRecorder | None = None):
         self._planner = planner
-        self._stats = stats or Stats()
+        self._stats = stats or StatsRecorder()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="planner")
 
     async def plan(self, request: pb.PlanRequest) -> pb.PlanReply:
@@ -61,14 +61,14 @@ class PlannerService(pb_grpc.PlannerServicer):
         if request.max_tokens < 0:
             raise WireError("max_tokens", f"must be >= 0, got {request.max_tokens}")
         loop = asyncio.get_running_loop()
-        parsed = await asyncio.to_thread(plan_request_from_proto, request)
+        parsed = await asyncio.to_thread(decode_request_from_proto, request)
         result = await loop.run_in_executor(self._executor, self._answer, request, parsed)
         self._stats.observe("planner_prefill", result.prefill_ms)
         self._stats.observe("planner_decode", result.decode_ms)
         self._stats.count("plans")
         return plan_reply(request, result)
 
-    def _answer(self, request: pb.PlanRequest, parsed: PlanRequest) -> PlanResult:
+    def _answer(self, request: pb.PlanRequest, parsed: DecodeRequest) -> PlanResult:
         if isinstance(self._planner, ReasoningSessions):
             step, _ = self._planner.plan(
                 request.session_id, request.observation_step, parsed, max_tokens=request.max_tokens
@@ -85,6 +85,7 @@ class PlannerService(pb_grpc.PlannerServicer):
         except (UserFacingError, WireError) as err:
             self._stats.count("errors")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise AssertionError("unreachable: context.abort raises") from err
 
     async def Link(self, request_iterator, context: grpc.aio.ServicerContext):
         async for request in request_iterator:

@@ -1,4 +1,7 @@
-"""Rows of (cameras, prompt, state) into one padded `ModelInput`, with batch buckets to bound recompilation."""
+"""Rows of (cameras, prompt, state) into one padded `ModelInput`, with batch buckets to bound recompilation.
+
+Rows come checked (`policy.inputs`): the engines refuse a bad request, naming its field, before batching it.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,18 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Float, Int, UInt8
 
 from policy.config import ModelConfig
-from policy.images import check_image, resize_with_pad
+from policy.images import resize_with_pad
 from policy.observation import ModelInput, uint8_to_model
 from policy.prompts import TokenizedPrompt
 
-DEFAULT_BUCKETS = (1, 2, 4, 8, 16)
+# The batch sizes the planner and actor compile for (and the runtime warms up); more rows run in several batches.
+BATCH_BUCKETS = (1, 2, 4, 8)
 
 
-def bucket_for(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
+def bucket_for(n: int, buckets: Sequence[int]) -> int:
     """The smallest bucket holding n rows."""
     for size in sorted(buckets):
         if n <= size:
@@ -27,26 +32,24 @@ def bucket_for(n: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One request: model camera key → uint8 [H,W,3] (absent keys are masked out), a prompt, a model-space state.
+    """One request: model camera key → an RGB frame of any size (absent keys are masked out), a prompt, a
+    model-space state (cut or zero-padded to the model's action dims).
 
-    ar_mask: int [max_len], 1 where a causal block starts (`masks.make_attn_mask`); None keeps the whole prompt
-    bidirectional. Prompts with a causal part, such as the reasoning protocol's rows, need it to be run as
-    they were trained.
+    ar_mask: 1 where a causal block starts (`masks.make_attn_mask`); None keeps the whole prompt bidirectional.
+    Prompts with a causal part, such as the reasoning protocol's rows, need it to be run as they were trained.
+    Axis names: `policy.observation`.
     """
 
-    images: Mapping[str, np.ndarray]
+    images: Mapping[str, UInt8[np.ndarray, "_height _width 3"]]
     prompt: TokenizedPrompt
-    state: np.ndarray | None = None
-    ar_mask: np.ndarray | None = None
+    state: Float[np.ndarray, " _state_dims"] | None = None
+    ar_mask: Int[np.ndarray, " l"] | None = None
 
 
 def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = None) -> ModelInput:
     """Stacks rows into a ModelInput of `batch_size` rows (extra rows are copies of the first, to be discarded)."""
     if not rows:
         raise ValueError("build_input needs at least one row")
-    unknown = sorted({k for row in rows for k in row.images} - set(cfg.image_keys))
-    if unknown:
-        raise ValueError(f"unknown camera {unknown[0]!r}; the model reads {list(cfg.image_keys)}")
     batch = batch_size or len(rows)
     if batch < len(rows):
         raise ValueError(f"batch_size {batch} is smaller than the {len(rows)} rows")
@@ -58,7 +61,7 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
         present = np.zeros(batch, bool)
         for i, row in enumerate(padded):
             if key in row.images:
-                frames[i] = resize_with_pad(check_image(row.images[key], key), size, size)
+                frames[i] = resize_with_pad(row.images[key], size, size)
                 present[i] = True
         images[key] = uint8_to_model(frames)
         image_masks[key] = jnp.asarray(present)
@@ -76,7 +79,7 @@ def build_input(cfg: ModelConfig, rows: Sequence[Row], batch_size: int | None = 
     )
 
 
-def _ar_mask(rows: Sequence[Row]) -> jax.Array | None:
+def _ar_mask(rows: Sequence[Row]) -> Int[jax.Array, "b l"] | None:
     """The rows' ar masks stacked (zeros for rows without one), or None when no row has one."""
     if all(row.ar_mask is None for row in rows):
         return None

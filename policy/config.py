@@ -15,7 +15,7 @@ DTYPES = ("bfloat16", "float32")
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The network, plus the one prompt choice a checkpoint is trained with and must be served with.
+    """The network, plus the choices a checkpoint is trained with and must be served with (prompt, normalization).
 
     discrete_state_input: the normalized state, discretized, is part of the planner and actor prompts
     (`Task: …, State: …;`), as openpi's pi0.5 does; the actor and planner then need the state in every request.
@@ -24,6 +24,9 @@ class ModelConfig:
     (dimension, bin) at the top of the vocabulary (as FAST reserves its range), so a small model reads each
     number from one token instead of doing arithmetic over the digits of the text form. Planner and actor
     then need the state in every request; the tokenizer must not reach the reserved ids.
+    quantile_norm: states and actions are normalized with quantiles (else z-scores), as the checkpoint was
+    trained; training writes it, and serving reads `use_quantiles` instead of guessing. None (openpi's
+    checkpoints, which do not say): openpi's rule, quantiles for pi0.5 and z-scores for pi0.
     """
 
     paligemma: GemmaConfig
@@ -38,6 +41,7 @@ class ModelConfig:
     image_keys: tuple[str, ...] = IMAGE_KEYS
     discrete_state_input: bool = False
     state_tokens: int = 0
+    quantile_norm: bool | None = None
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -54,6 +58,10 @@ class ModelConfig:
     def state_token_offset(self) -> int:
         """The first reserved state-token id (the vocabulary size when state tokens are off)."""
         return self.vocab_size - self.state_tokens * self.action_dim
+
+    @property
+    def use_quantiles(self) -> bool:
+        return self.pi05 if self.quantile_norm is None else self.quantile_norm
 
     @property
     def needs_state(self) -> bool:

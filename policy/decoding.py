@@ -6,24 +6,42 @@ n_valid+k (n_valid = the row's valid prefix tokens: padding and absent cameras d
 `masks.positions_from_mask`), and attends to the valid prefix and the tokens generated before it, so rows with
 different prompt lengths or cameras decode exactly as the full sequence would.
 
-Axis names: B batch, P prefix tokens, N new tokens, V vocabulary.
+Axis names: B batch, P prefix tokens, N new tokens, V vocabulary (lower case in annotations: `policy.observation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Bool, Float, Int
 
 from policy import masks
 from policy.gemma import KVCache
 from policy.observation import ModelInput
-from policy.pi05 import Pi05
 
 # (logits [B,V] float32, rng) → tokens [B] int32
 TokenChooser = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class LanguageModel(Protocol):
+    """What decoding calls on a model: `policy.pi05.Pi05`, or a stand-in (planner.decoder's prefix that ran)."""
+
+    def fill_prefix(self, obs: ModelInput) -> tuple[Float[jax.Array, "b p d"], KVCache, Bool[jax.Array, "b p"]]: ...
+
+    def logits(self, hidden: Float[jax.Array, "*b d"]) -> Float[jax.Array, "*b v"]: ...
+
+    def decode_step(
+        self,
+        token: Int[jax.Array, " b"],
+        position: Int[jax.Array, " b"],
+        cache: KVCache,
+        write_index: Int[jax.Array, ""],
+        key_mask: Bool[jax.Array, "b s"],
+    ) -> tuple[Float[jax.Array, "b v"], KVCache]: ...
 
 
 def greedy(logits: jax.Array, rng: jax.Array) -> jax.Array:
@@ -39,7 +57,7 @@ class Prefill:
     last_valid: jax.Array  # [B]
 
 
-def prefill(model: Pi05, obs: ModelInput, max_new_tokens: int) -> Prefill:
+def prefill(model: LanguageModel, obs: ModelInput, max_new_tokens: int) -> Prefill:
     hidden, cache, prefix_mask = model.fill_prefix(obs)
     last = masks.last_valid_index(prefix_mask)
     rows = jnp.arange(hidden.shape[0])
@@ -50,7 +68,7 @@ def prefill(model: Pi05, obs: ModelInput, max_new_tokens: int) -> Prefill:
 
 
 def generate(
-    model: Pi05,
+    model: LanguageModel,
     obs: ModelInput,
     max_new_tokens: int,
     choose: TokenChooser = greedy,

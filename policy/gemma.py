@@ -132,10 +132,14 @@ class FeedForward(nnx.Module):
 
     def _dot(self, x: jax.Array, w: jax.Array, a: jax.Array | None, b: jax.Array | None) -> jax.Array:
         y = x @ w.astype(x.dtype)
-        return y if a is None else y + (x @ a.astype(x.dtype)) @ b.astype(x.dtype)
+        if a is None:
+            return y
+        assert b is not None  # LoRA factors come in pairs
+        return y + (x @ a.astype(x.dtype)) @ b.astype(x.dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         w = self.gating_einsum[...]
+        gates: list[tuple[jax.Array | None, jax.Array | None]]
         if self.has_lora:
             ga, gb = self.gating_einsum_lora_a[...], self.gating_einsum_lora_b[...]
             la, lb = self.linear_lora_a[...], self.linear_lora_b[...]
@@ -221,7 +225,8 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
         encoded = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v.astype(dtype)).reshape(batch, t, -1, self.head_dim)
 
-        out, start = [], 0
+        out: list[jax.Array | None] = []
+        start = 0
         for i, x in enumerate(xs):
             if x is None:
                 out.append(None)

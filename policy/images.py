@@ -10,13 +10,6 @@ import cv2
 import numpy as np
 
 
-def check_image(image: np.ndarray, name: str) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image {name!r} must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
-    return image
-
-
 def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [H,W,3] → uint8 [height,width,3], aspect ratio kept, black borders split evenly."""
     cur_h, cur_w = image.shape[:2]

@@ -92,7 +92,9 @@ class ModelDir:
         return cls(root, config, _read_norm_stats(root, asset_id), _tokenizer_path(root, tokenizer), serving)
 
     def load_model(self):
-        return checkpoint.load_model(self.config, self.root / "params")
+        """The network with its weights stored in the config's dtype, as openpi serves (`restore_params(dtype=)`):
+        a bfloat16 model keeps one bfloat16 copy, not float32 weights cast on every call."""
+        return checkpoint.load_model(self.config, self.root / "params", self.config.dtype)
 
     def text_tokenizer(self) -> TextTokenizer:
         """The prompt tokenizer; a one-line `CheckpointError` when there is none or it cannot be read."""

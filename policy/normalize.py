@@ -169,8 +169,10 @@ def _parse_entry(entry: Any, where: str, path: Path) -> NormStats:
             fields[name] = None
             continue
         fields[name] = _parse_vector(value, f"{where}.{name}", path)
+    mean, std = fields["mean"], fields["std"]
+    assert mean is not None and std is not None  # a missing one raised above
     try:
-        return NormStats(**fields)
+        return NormStats(mean=mean, std=std, q01=fields["q01"], q99=fields["q99"])
     except ValueError as exc:
         raise ValueError(f"{path}: {where}: {exc}") from exc
 

@@ -4,7 +4,9 @@ Sequence layout: prefix = image tokens of every camera + prompt tokens (bidirect
 suffix = H action tokens (a causal block after the prefix; the prefix never sees it). In pi0.5 the flow time
 enters the action expert through adaRMSNorm; in pi0 through an action-time MLP plus a state token.
 
-Axis names: B batch, P prefix tokens, A action horizon, C action dim, D width, V vocabulary.
+Shapes are jaxtyping annotations (documentation only, not checked at run time); the axis names (b batch, p prefix
+tokens, s cache slots, t action horizon, a action dims, d width, v vocabulary, ...) are listed in
+`policy.observation`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Bool, Float, Int
 
 from policy import masks
 from policy.config import ModelConfig
@@ -23,8 +26,10 @@ TIME_MIN_PERIOD = 4e-3
 TIME_MAX_PERIOD = 4.0
 
 
-def posemb_sincos(t: jax.Array, width: int, min_period: float, max_period: float) -> jax.Array:
-    """Sin-cos embedding of scalars t [B] → [B,width], periods geometric between min and max."""
+def posemb_sincos(
+    t: Float[jax.Array, " b"], width: int, min_period: float, max_period: float
+) -> Float[jax.Array, "b width"]:
+    """Sin-cos embedding of scalars t, periods geometric between min and max."""
     if width % 2:
         raise ValueError(f"time embedding width must be even, got {width}")
     fraction = jnp.linspace(0.0, 1.0, width // 2)
@@ -33,8 +38,8 @@ def posemb_sincos(t: jax.Array, width: int, min_period: float, max_period: float
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
 
 
-def state_token_ids(state: jax.Array, cfg: ModelConfig) -> jax.Array:
-    """Normalized state [B,C] → reserved token ids [B,C]: dimension c, bin b ↦ offset + c·bins + b.
+def state_token_ids(state: Float[jax.Array, "b a"], cfg: ModelConfig) -> Int[jax.Array, "b a"]:
+    """Normalized state → reserved token ids: dimension i, bin j ↦ offset + i·bins + j.
 
     The bins cut [-1, 1] evenly as openpi's text state does; values outside go to the end bins."""
     bins = cfg.state_tokens
@@ -83,8 +88,10 @@ class Pi05(nnx.Module):
 
     # -- prefix ------------------------------------------------------------------------------------------------
 
-    def embed_prefix(self, obs: ModelInput) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Prefix embeddings [B,P,D], input mask [B,P] and ar mask [B,P]."""
+    def embed_prefix(
+        self, obs: ModelInput
+    ) -> tuple[Float[jax.Array, "b p d"], Bool[jax.Array, "b p"], Bool[jax.Array, "b p"]]:
+        """Prefix embeddings, input mask and ar mask."""
         tokens, input_mask, ar_mask = [], [], []
         batch = obs.batch_size
         for name in self.cfg.image_keys:
@@ -108,44 +115,54 @@ class Pi05(nnx.Module):
         embedded = jnp.concatenate([t.astype(self.cfg.dtype) for t in tokens], axis=1)
         return embedded, jnp.concatenate(input_mask, axis=1), jnp.concatenate(ar_mask, axis=1)
 
-    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
-        """One pass over the prefix: its final hidden states [B,P,D], its KV cache, and its input mask [B,P]."""
+    def fill_prefix(self, obs: ModelInput) -> tuple[Float[jax.Array, "b p d"], KVCache, Bool[jax.Array, "b p"]]:
+        """One pass over the prefix: its final hidden states, its KV cache, and its input mask."""
         embedded, input_mask, ar_mask = self.embed_prefix(obs)
         attn = masks.make_attn_mask(input_mask, ar_mask)
         positions = masks.positions_from_mask(input_mask)
         (hidden, _), cache = self.PaliGemma.llm([embedded, None], positions, attn)
+        assert hidden is not None  # an expert with tokens in has hidden states out
         return hidden, cache, input_mask
 
     # -- language head -----------------------------------------------------------------------------------------
 
-    def logits(self, hidden: jax.Array) -> jax.Array:
+    def logits(self, hidden: Float[jax.Array, "*b d"]) -> Float[jax.Array, "*b v"]:
+        """Next-token logits from final hidden states of the language expert (tied to the input embedding)."""
         return self.PaliGemma.llm.logits(hidden)
 
     def decode_step(
         self,
-        token: jax.Array,
-        position: jax.Array,
+        token: Int[jax.Array, " b"],
+        position: Int[jax.Array, " b"],
         cache: KVCache,
-        write_index: jax.Array,
-        key_mask: jax.Array,
-    ) -> tuple[jax.Array, KVCache]:
-        """Feeds one token per row [B] at `position` [B], writing its keys at buffer slot `write_index`.
+        write_index: Int[jax.Array, ""],
+        key_mask: Bool[jax.Array, "b s"],
+    ) -> tuple[Float[jax.Array, "b v"], KVCache]:
+        """Feeds one token per row at `position`, writing its keys at buffer slot `write_index`.
 
-        key_mask [B,S] says which buffer slots (the new one included) the token attends to. Returns the logits
-        [B,V] of the next token and the updated buffer.
+        key_mask says which buffer slots (the new one included) the token attends to. Returns the logits of the
+        next token and the updated buffer.
         """
         embedded = self.PaliGemma.llm.embed(token[:, None])
         (hidden, _), cache = self.PaliGemma.llm(
             [embedded, None], position[:, None], key_mask[:, None, :], cache=cache, cache_index=write_index
         )
+        assert hidden is not None  # an expert with tokens in has hidden states out
         return self.logits(hidden[:, 0]), cache
 
     # -- action suffix -----------------------------------------------------------------------------------------
 
     def embed_suffix(
-        self, obs: ModelInput, x_t: jax.Array, t: jax.Array
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
-        """Suffix embeddings [B,S,D], input mask, ar mask and the adaRMS condition (pi0.5) or None (pi0)."""
+        self, obs: ModelInput, x_t: Float[jax.Array, "b t a"], t: Float[jax.Array, " b"]
+    ) -> tuple[
+        Float[jax.Array, "b suffix d"],
+        Bool[jax.Array, "b suffix"],
+        Bool[jax.Array, "b suffix"],
+        Float[jax.Array, "b d"] | None,
+    ]:
+        """Suffix embeddings, input mask, ar mask and the adaRMS condition (pi0.5) or None (pi0).
+
+        The suffix is the t action tokens (pi0.5), or a state token and then them (pi0)."""
         batch, horizon = x_t.shape[:2]
         action_tokens = self.action_in_proj(x_t)
         time_emb = posemb_sincos(t, action_tokens.shape[-1], TIME_MIN_PERIOD, TIME_MAX_PERIOD)
@@ -165,22 +182,30 @@ class Pi05(nnx.Module):
         input_mask = jnp.ones(tokens.shape[:2], jnp.bool_)
         return tokens, input_mask, jnp.concatenate(ar, axis=1), cond_out
 
-    def _action_velocity(self, suffix_out: jax.Array) -> jax.Array:
+    def _action_velocity(self, suffix_out: Float[jax.Array, "b suffix d"]) -> Float[jax.Array, "b t a"]:
         return self.action_out_proj(suffix_out[:, -self.cfg.action_horizon :])
 
-    def velocity(self, obs: ModelInput, x_t: jax.Array, t: jax.Array) -> jax.Array:
-        """v(x_t, t) [B,A,C] from one joint pass over prefix + suffix (the training forward)."""
+    def velocity(
+        self, obs: ModelInput, x_t: Float[jax.Array, "b t a"], t: Float[jax.Array, " b"]
+    ) -> Float[jax.Array, "b t a"]:
+        """v(x_t, t) from one joint pass over prefix + suffix (the training forward)."""
         prefix, prefix_mask, prefix_ar = self.embed_prefix(obs)
         suffix, suffix_mask, suffix_ar, cond = self.embed_suffix(obs, x_t, t)
         input_mask = jnp.concatenate([prefix_mask, suffix_mask], axis=1)
         attn = masks.make_attn_mask(input_mask, jnp.concatenate([prefix_ar, suffix_ar], axis=1))
         positions = masks.positions_from_mask(input_mask)
         (_, suffix_out), _ = self.PaliGemma.llm([prefix, suffix], positions, attn, conds=[None, cond])
+        assert suffix_out is not None  # an expert with tokens in has hidden states out
         return self._action_velocity(suffix_out)
 
     def velocity_from_cache(
-        self, obs: ModelInput, cache: KVCache, prefix_mask: jax.Array, x_t: jax.Array, t: jax.Array
-    ) -> jax.Array:
+        self,
+        obs: ModelInput,
+        cache: KVCache,
+        prefix_mask: Bool[jax.Array, "b p"],
+        x_t: Float[jax.Array, "b t a"],
+        t: Float[jax.Array, " b"],
+    ) -> Float[jax.Array, "b t a"]:
         """v(x_t, t) running only the action expert against a filled prefix cache."""
         suffix, suffix_mask, suffix_ar, cond = self.embed_suffix(obs, x_t, t)
         suffix_len = suffix.shape[1]
@@ -190,17 +215,18 @@ class Pi05(nnx.Module):
         offset = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[:, None]
         positions = masks.positions_from_mask(suffix_mask, offset)
         (_, suffix_out), _ = self.PaliGemma.llm([None, suffix], positions, attn, conds=[None, cond], cache=cache)
+        assert suffix_out is not None  # an expert with tokens in has hidden states out
         return self._action_velocity(suffix_out)
 
     def sample_actions(
         self,
         obs: ModelInput,
-        noise: jax.Array | None = None,
+        noise: Float[jax.Array, "b t a"] | None = None,
         *,
         rng: jax.Array | None = None,
         num_steps: int = 10,
-    ) -> jax.Array:
-        """Euler integration of the flow from t=1 (noise) to t=0, the prefix cached once. → [B,A,C] (normalized)."""
+    ) -> Float[jax.Array, "b t a"]:
+        """Euler integration of the flow from t=1 (noise) to t=0, the prefix cached once (normalized actions)."""
         if noise is None:
             if rng is None:
                 raise ValueError("sample_actions needs either noise or rng")
@@ -219,8 +245,10 @@ class Pi05(nnx.Module):
 
     # -- training ----------------------------------------------------------------------------------------------
 
-    def compute_loss(self, rng: jax.Array, obs: ModelInput, actions: jax.Array) -> jax.Array:
-        """Flow-matching loss per action step [B,A]: ‖v(x_t,t) − (noise − actions)‖² averaged over action dims."""
+    def compute_loss(
+        self, rng: jax.Array, obs: ModelInput, actions: Float[jax.Array, "b t a"]
+    ) -> Float[jax.Array, "b t"]:
+        """Flow-matching loss per action step: ‖v(x_t,t) − (noise − actions)‖² averaged over action dims."""
         noise_rng, time_rng = jax.random.split(rng)
         noise = jax.random.normal(noise_rng, actions.shape)
         t = jax.random.beta(time_rng, 1.5, 1.0, actions.shape[:-2]) * 0.999 + 0.001

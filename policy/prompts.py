@@ -224,7 +224,7 @@ def tokenize_text_example(
     *,
     max_len: int,
     state: npt.ArrayLike | None = None,
-    fast_ids: Sequence[int] | None = None,
+    fast_ids: Sequence[int] | np.ndarray | None = None,
 ) -> TextExample:
     """`tokenize_planner_example`'s row, then (given `fast_ids`, already in the text vocabulary) the FAST segment.
 

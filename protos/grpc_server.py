@@ -278,6 +278,7 @@ def make_server(security: Security, max_message_mb: int = DEFAULT_MAX_MESSAGE_MB
 def bind(server: grpc.aio.Server, address: str, security: Security) -> int:
     """Binds `host:port` (port 0 picks one) or `unix:PATH`; returns the port (0 for unix sockets)."""
     if security.tls_cert is not None:
+        assert security.tls_key is not None  # Security holds both or neither
         credentials = grpc.ssl_server_credentials([(security.tls_key.read_bytes(), security.tls_cert.read_bytes())])
         port = server.add_secure_port(address, credentials)
     else:

@@ -14,8 +14,9 @@ BOUNDS_MS = tuple(float(b) for b in np.round(np.geomspace(0.25, 60_000, 40), 3))
 _RECENT = 2048
 
 
-class Histogram:
-    """Counts per bucket (for the wire) plus a window of recent values (for exact-ish percentiles)."""
+class LatencyHistogram:
+    """One latency's counts per bucket (for the wire's `Histogram`) plus a window of recent values (for exact-ish
+    percentiles)."""
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BOUNDS_MS) + 1)
@@ -38,12 +39,14 @@ class Histogram:
         )
 
 
-class Stats:
-    """Thread-safe: engines record from worker threads, the servicer reads from the event loop."""
+class StatsRecorder:
+    """The latency histograms and counters that `GetStats` reports; `to_proto()` takes the wire's `Stats`.
+
+    Thread-safe: engines record from worker threads, the servicer reads from the event loop."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latency: dict[str, Histogram] = collections.defaultdict(Histogram)
+        self._latency: dict[str, LatencyHistogram] = collections.defaultdict(LatencyHistogram)
         self._counters: collections.Counter[str] = collections.Counter()
 
     def observe(self, name: str, value_ms: float) -> None:

@@ -1,9 +1,10 @@
-"""Protobuf messages ↔ numpy, with validation that names the offending field.
+"""Protobuf messages ↔ numpy: decoding bytes, refusing what cannot be decoded with an error naming the field.
 
-Everything that arrives from the network passes through here before it reaches an engine: typed tensors are
-checked for dtype, shape, size and finiteness; images are checked against the size their header declares
-before they are decoded (raw RGB8, JPEG, PNG). Error messages quote what the caller sent only in bounded form,
-so that a hostile field cannot make the error itself too large to send.
+Everything that arrives from the network passes through here before it reaches an engine: a typed tensor's
+bytes must hold its dtype and shape; images are checked against the size their header declares before they
+are decoded (raw RGB8, JPEG, PNG). What a model input must be (float state, finite values, cameras, task) is
+`policy.inputs`'s to check. Error messages quote what the caller sent only in bounded form, so that a hostile
+field cannot make the error itself too large to send.
 """
 
 from __future__ import annotations
@@ -63,28 +64,6 @@ def numpy_to_tensor(array: np.ndarray) -> pb.Tensor:
     array = np.ascontiguousarray(array)
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
     return pb.Tensor(dtype=array.dtype.name, shape=list(array.shape), data=little.tobytes())
-
-
-def float_vector(tensor: pb.Tensor, field: str, expected_dim: int | None = None) -> np.ndarray:
-    """A finite float32 vector (state)."""
-    array = tensor_to_numpy(tensor, field)
-    if array.dtype.kind != "f":
-        raise WireError(field, f"expected a float tensor, got {array.dtype}")
-    if array.ndim != 1 or (expected_dim is not None and array.shape[0] != expected_dim):
-        want = f"[{expected_dim}]" if expected_dim is not None else "[N]"
-        raise WireError(field, f"expected shape {want}, got {list(array.shape)}")
-    if not np.all(np.isfinite(array)):
-        raise WireError(field, "contains NaN or Inf")
-    return array.astype(np.float32)
-
-
-def float_matrix(tensor: pb.Tensor, field: str, columns: int) -> np.ndarray:
-    array = tensor_to_numpy(tensor, field)
-    if array.dtype.kind != "f" or array.ndim != 2 or array.shape[1] != columns:
-        raise WireError(field, f"expected float [N, {columns}], got {array.dtype} {list(array.shape)}")
-    if not np.all(np.isfinite(array)):
-        raise WireError(field, "contains NaN or Inf")
-    return array.astype(np.float32)
 
 
 def image_to_numpy(image: pb.Image, field: str) -> np.ndarray:

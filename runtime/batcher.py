@@ -14,13 +14,20 @@ import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from actor.engine import ChunkRequest, ChunkResult, InvalidRequest
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 
 
 class Dropped(Exception):
     """The request was superseded by a newer observation of the same session before it ran."""
+
+
+class Actor(Protocol):
+    """What a batch runs on: the runtime's `ActorHost`, or any engine with `ChunkEngine.run`'s contract."""
+
+    def run(self, requests: Sequence[ChunkRequest]) -> list[ChunkResult]: ...
 
 
 @dataclasses.dataclass
@@ -40,15 +47,15 @@ class BatchedResult:
 class ChunkBatcher:
     def __init__(
         self,
-        run_batch: Callable[[Sequence[ChunkRequest]], list[ChunkResult]],
-        stats: Stats,
+        actor: Actor,
+        stats: StatsRecorder,
         *,
         max_batch: int = 8,
         max_wait_ms: float = 2.0,
         executor: concurrent.futures.Executor | None = None,
         open_sessions: Callable[[], int] | None = None,
     ):
-        self._run_batch = run_batch
+        self._actor = actor
         self._stats = stats
         self._max_batch = max_batch
         self._max_wait = max_wait_ms / 1e3
@@ -116,7 +123,7 @@ class ChunkBatcher:
         while batch:
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, [p.request for p in batch])
+                results = await loop.run_in_executor(self._executor, self._actor.run, [p.request for p in batch])
             except InvalidRequest as err:
                 self._stats.count("errors")
                 rejected = batch.pop(err.index)

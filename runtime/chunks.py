@@ -11,13 +11,16 @@ import contextlib
 import dataclasses
 
 from actor.engine import ChunkRequest, ChunkTimings
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from runtime.batcher import ChunkBatcher
 from runtime.sessions import Session
 
 
 @dataclasses.dataclass(frozen=True)
-class Chunk:
+class ServedChunk:
+    """The engine's chunk for one observation, with the subtask it was conditioned on and its timings: what
+    the gRPC stream sends as an `ActionChunk` and the openpi bridge as its `infer` answer."""
+
     actions: object  # float32 [H, action_dims], robot units
     subtask: str  # "" while the actor still runs on the plain task
     subtask_version: int
@@ -30,12 +33,12 @@ class Chunk:
 
 
 class ChunkMaker:
-    def __init__(self, batcher: ChunkBatcher, stats: Stats, *, wait_for_subtask_ms: float = 0.0):
+    def __init__(self, batcher: ChunkBatcher, stats: StatsRecorder, *, wait_for_subtask_ms: float = 0.0):
         self._batcher = batcher
         self._stats = stats
         self._wait_for_subtask = wait_for_subtask_ms / 1e3
 
-    async def make(self, session: Session, request: ChunkRequest, version: int) -> Chunk:
+    async def make(self, session: Session, request: ChunkRequest, version: int) -> ServedChunk:
         """Raises `Dropped` if a newer observation replaced this one, `InvalidRequest` if the engine refused it."""
         if self._wait_for_subtask and version == 0:
             with contextlib.suppress(TimeoutError):
@@ -45,9 +48,9 @@ class ChunkMaker:
         done = await self._batcher.submit(session.id, request)
         timings = done.result.timings
         self._stats.observe("queue", done.queue_ms)
-        self._stats.observe("prefill", timings.prefix_ms)
+        self._stats.observe("prefill", timings.prefill_ms)
         self._stats.observe("denoise", timings.denoise_ms)
         self._stats.observe("total", done.queue_ms + timings.total_ms)
         self._stats.count("chunks")
         on_task = request.subtask == session.task and version == 0
-        return Chunk(done.result.actions, "" if on_task else request.subtask, version, done.queue_ms, timings)
+        return ServedChunk(done.result.actions, "" if on_task else request.subtask, version, done.queue_ms, timings)

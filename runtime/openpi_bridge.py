@@ -41,8 +41,9 @@ from websockets.http11 import Request, Response
 
 from actor.engine import InvalidRequest
 from policy.errors import UserFacingError
+from policy.inputs import LIBERO_CAMERAS, InputError
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from protos.wire import WireError, numpy_to_image, numpy_to_tensor
 from runtime.batcher import ChunkBatcher
 from runtime.chunks import ChunkMaker
@@ -52,7 +53,11 @@ log = logging.getLogger(__name__)
 _ws_log = log.getChild("websockets")
 _ws_log.setLevel(logging.WARNING)  # one line per handshake and close is noise next to our session lines
 
-LIBERO_IMAGE_KEYS = {"observation/image": "base_0_rgb", "observation/wrist_image": "left_wrist_0_rgb"}
+# openpi's LIBERO example keys for our LIBERO cameras, so both map onto the same image keys.
+LIBERO_IMAGE_KEYS = {
+    "observation/image": LIBERO_CAMERAS["agentview"],
+    "observation/wrist_image": LIBERO_CAMERAS["wrist"],
+}
 _UNSUPPORTED_KINDS = frozenset("VOc")
 STOP_GRACE_S = 5.0
 
@@ -177,7 +182,7 @@ class ObservationTranslator:
             message.state.CopyFrom(numpy_to_tensor(_array(self._get(obs, self.keys.state), self.keys.state)))
         return message
 
-    def describe(self, err: WireError | InvalidRequest) -> str:
+    def describe(self, err: WireError | InputError) -> str:
         """The wire's `field: problem` message, with the field spelled as the openpi key it came from."""
         text = str(err)
         detail = text.removeprefix(f"{err.field}: ")
@@ -251,7 +256,7 @@ class OpenpiBridge:
         self,
         registry: SessionRegistry,
         batcher: ChunkBatcher,
-        stats: Stats,
+        stats: StatsRecorder,
         metadata: pb.RuntimeMetadata,
         *,
         keys: OpenpiKeys | None = None,
@@ -387,7 +392,7 @@ class OpenpiBridge:
         obs = self._translator.to_wire(unpackb(frame), step)
         try:
             request = self._registry.accept(session, obs)
-        except WireError as err:
+        except (WireError, InputError) as err:
             raise BadObservation(self._translator.describe(err)) from err
         self._stats.count("observations")
         self._on_observation()
@@ -403,7 +408,7 @@ class OpenpiBridge:
             "policy_timing": {
                 "infer_ms": chunk.timings.total_ms,
                 "queue_ms": chunk.queue_ms,
-                "prefill_ms": chunk.timings.prefix_ms,
+                "prefill_ms": chunk.timings.prefill_ms,
                 "denoise_ms": chunk.timings.denoise_ms,
                 "batch_size": chunk.timings.batch_size,
             },

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import grpc
 
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from runtime.sessions import Session, SessionRegistry
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class PlannerLink:
         self,
         channel_factory: Callable[[], grpc.aio.Channel],
         registry: SessionRegistry,
-        stats: Stats,
+        stats: StatsRecorder,
         *,
         interval_s: float = 0.0,
         reply_timeout_s: float = 60.0,

@@ -5,7 +5,7 @@ runtime's health for the Planner service follows the planner process's own healt
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,7 +47,7 @@ class PlannerProxy(pb_grpc.PlannerServicer):
                 await context.abort(code, f"the planner process is not answering: {err.details()}")
             await context.abort(code, err.details() or "")
 
-    async def follow_health(self, set_serving: Callable[[bool], asyncio.Future], interval_s: float = 2.0) -> None:
+    async def follow_health(self, set_serving: Callable[[bool], Awaitable[object]], interval_s: float = 2.0) -> None:
         """Keeps the Planner service's health equal to the planner process's, checking every `interval_s`: a
         planner that is dead, loading or too busy to answer a health check within `interval_s` is NOT_SERVING."""
         while True:

@@ -12,7 +12,6 @@ runtime terminates the planner process it started.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -24,16 +23,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
 from protos import grpc_server
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from runtime import DEFAULT_WAIT_FOR_SUBTASK_MS
-from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings, config_json
+from runtime.sessions import SessionRegistry, SessionSettings, config_json
+
+if TYPE_CHECKING:  # the planner process imports it once it loads the model
+    from planner.service import PlannerService
 
 log = logging.getLogger("robot_runtime")
 
@@ -66,7 +68,7 @@ class RuntimeOptions:
     planner_interval_s: float = 0.0
     wait_for_subtask_ms: float = DEFAULT_WAIT_FOR_SUBTASK_MS
     noise_scale: float | None = None  # None: the checkpoint's serving.json, else 1
-    cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CAMERAS))
+    cameras: dict[str, str] = dataclasses.field(default_factory=lambda: dict(LIBERO_CAMERAS))
     action_dims: int | None = None
     state_dims: int | None = None
     max_batch: int = 8
@@ -131,7 +133,7 @@ async def serve_planner(options: PlannerOptions) -> None:
     tokenizer = model_dir.text_tokenizer()
     server = grpc_server.make_server(options.security, options.max_message_mb)
     health = grpc_server.Health(server, [pb.DESCRIPTOR.services_by_name["Planner"].full_name])
-    stats = Stats()
+    stats = StatsRecorder()
     loop = asyncio.get_running_loop()
 
     service = _DeferredPlanner()
@@ -179,7 +181,7 @@ async def serve_planner(options: PlannerOptions) -> None:
 class _DeferredPlanner(pb_grpc.PlannerServicer):
     """Answers UNAVAILABLE until the model is loaded, then delegates."""
 
-    target = None
+    target: PlannerService | None = None
 
     async def _ready(self, context):
         if self.target is None:
@@ -272,7 +274,8 @@ class PlannerSupervisor:
 
 
 async def serve_runtime(options: RuntimeOptions) -> None:
-    from actor.engine import ChunkEngine, EngineConfig
+    from actor.engine import EngineConfig
+    from runtime.actor_host import ActorHost
     from runtime.batcher import ChunkBatcher
     from runtime.planner_link import PlannerLink
     from runtime.planner_proxy import PLANNER_SERVICE, PlannerProxy
@@ -289,17 +292,18 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     if unknown:
         raise ValueError(f"--camera maps to {unknown[0]!r}, which the model does not read ({list(cfg.image_keys)})")
 
-    stats = Stats()
+    stats = StatsRecorder()
     registry = SessionRegistry(settings, reasoning=options.reasoning)
     metadata = registry.metadata(config_json(cfg), options.num_steps)
-    engine_holder: dict = {}
-    actor_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="actor")
+    noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
+    engine_config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning, noise_scale=noise_scale)
+    actor = ActorHost(model_dir, engine_config, settings, num_steps=options.num_steps, max_batch=options.max_batch)
     batcher = ChunkBatcher(
-        lambda requests: engine_holder["engine"].run(requests),
+        actor,
         stats,
         max_batch=options.max_batch,
         max_wait_ms=options.max_wait_ms,
-        executor=actor_pool,
+        executor=actor.executor,
         open_sessions=lambda: len(registry),
     )
 
@@ -343,16 +347,9 @@ async def serve_runtime(options: RuntimeOptions) -> None:
     background.append(asyncio.create_task(link.run()))
     background.append(asyncio.create_task(grpc_server.return_freed_memory()))
 
-    def build():
-        noise_scale = model_dir.serving.noise_scale if options.noise_scale is None else options.noise_scale
-        config = EngineConfig(action_dims=action_dims, reasoning=options.reasoning, noise_scale=noise_scale)
-        engine = ChunkEngine.from_model_dir(model_dir, config, num_steps=options.num_steps)
-        warm_up_actor(engine, settings, cfg.vision.image_size, options.max_batch)
-        return engine
-
     bridge = None
     try:
-        engine_holder["engine"] = await asyncio.get_running_loop().run_in_executor(actor_pool, build)
+        await actor.load()
         batcher.start()
         gate.open = True
         if options.openpi_port is not None:
@@ -384,6 +381,8 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
     """openpi's websocket protocol beside the gRPC service, once the actor can answer (as openpi's server does)."""
     from runtime.openpi_bridge import OpenpiBridge
 
+    assert options.openpi_port is not None  # the caller starts the bridge only for a port
+    security = options.security
     bridge = OpenpiBridge(
         registry,
         batcher,
@@ -391,30 +390,14 @@ async def _start_openpi_bridge(options: RuntimeOptions, registry, batcher, stats
         metadata,
         on_observation=notify,
         wait_for_subtask_ms=options.wait_for_subtask_ms,
-        token=options.security.token,
-        tls=(options.security.tls_cert, options.security.tls_key) if options.security.tls_cert else None,
+        token=security.token,
+        tls=(security.tls_cert, security.tls_key) if security.tls_cert and security.tls_key else None,
         max_message_mb=options.max_message_mb,
     )
     port = await bridge.start(options.openpi_host, options.openpi_port)
     scheme = "wss" if options.security.tls_cert else "ws"
     log.info("openpi websocket bridge on %s://%s:%d", scheme, options.openpi_host, port)
     return bridge
-
-
-def warm_up_actor(engine, settings: SessionSettings, image_size: int, max_batch: int) -> None:
-    """Compiles every batch bucket a session mix can hit, with and without RTC, before the first robot waits."""
-    from actor.engine import ChunkRequest, Leftover
-    from actor.sampler import DEFAULT_BUCKETS
-
-    black = {key: np.zeros((image_size, image_size, 3), np.uint8) for key in settings.cameras.values()}
-    plain = ChunkRequest(black, "warm up", "warm up", np.zeros(settings.state_dims, np.float32))
-    leftover = Leftover(np.zeros((settings.action_horizon // 2, settings.action_dims), np.float32), 1)
-    guided = dataclasses.replace(plain, leftover=leftover)
-    for bucket in DEFAULT_BUCKETS:
-        engine.run([plain] * bucket)
-        engine.run([guided] + [plain] * (bucket - 1))
-        if bucket >= max_batch:
-            break
 
 
 class _ReadyGate(pb_grpc.RobotRuntimeServicer):
@@ -455,7 +438,7 @@ def run_async(main, *, use_uvloop: bool = True) -> None:
 
 def parse_cameras(specs: Sequence[str] | None) -> dict[str, str]:
     if not specs:
-        return dict(DEFAULT_CAMERAS)
+        return dict(LIBERO_CAMERAS)
     cameras = {}
     for spec in specs:
         name, sep, key = spec.partition("=")

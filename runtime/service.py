@@ -17,14 +17,16 @@ import grpc
 import numpy as np
 
 from actor.engine import InvalidRequest
+from policy.inputs import InputError
 from protos.grpc_server import RateLimitedLog
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from protos.wire import WireError, needs_decoding, numpy_to_tensor
 from runtime.batcher import ChunkBatcher, Dropped
 from runtime.chunks import ChunkMaker
-from runtime.sessions import Session, SessionInUse, SessionRegistry
+from runtime.sessions import Session as RuntimeSession  # in the servicer, `Session` is the RPC method
+from runtime.sessions import SessionInUse, SessionRegistry
 
 log = logging.getLogger(__name__)
 _unreadable = RateLimitedLog(log)
@@ -42,7 +44,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
         self,
         registry: SessionRegistry,
         batcher: ChunkBatcher,
-        stats: Stats,
+        stats: StatsRecorder,
         metadata: pb.RuntimeMetadata,
         *,
         on_observation: Callable[[], None] = lambda: None,
@@ -73,7 +75,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "open: the first message must open the session")
         try:
             session = self._registry.open(first.open.session_id, first.open.task, first.open.resume_token)
-        except WireError as err:
+        except (WireError, InputError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         except SessionInUse as err:
             self._stats.count("sessions_refused")
@@ -117,7 +119,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             release()
             await asyncio.gather(reader, forwarder, return_exceptions=True)
 
-    async def _read(self, session: Session, requests, outbox: asyncio.Queue) -> None:
+    async def _read(self, session: RuntimeSession, requests, outbox: asyncio.Queue) -> None:
         pending: set[asyncio.Task] = set()
         try:
             async for message in requests:
@@ -136,7 +138,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                 task.add_done_callback(pending.discard)
             await asyncio.gather(*pending, return_exceptions=True)
             outbox.put_nowait(None)
-        except WireError as err:
+        except (WireError, InputError) as err:
             outbox.put_nowait(_StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(err)))
         except asyncio.CancelledError:
             raise
@@ -149,13 +151,13 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             for task in pending:
                 task.cancel()
 
-    async def _accept(self, session: Session, obs: pb.Observation):
+    async def _accept(self, session: RuntimeSession, obs: pb.Observation):
         images = None
         if any(needs_decoding(image) for image in obs.images.values()):
             images = await asyncio.to_thread(self._registry.decode_images, obs)
         return self._registry.accept(session, obs, images)
 
-    async def _chunk(self, session: Session, step: int, request, version: int, outbox: asyncio.Queue) -> None:
+    async def _chunk(self, session: RuntimeSession, step: int, request, version: int, outbox: asyncio.Queue) -> None:
         try:
             chunk = await self._chunks.make(session, request, version)
         except Dropped:
@@ -177,7 +179,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
                     subtask_version=chunk.subtask_version,
                     timings=pb.Timings(
                         queue_ms=chunk.queue_ms,
-                        prefill_ms=chunk.timings.prefix_ms,
+                        prefill_ms=chunk.timings.prefill_ms,
                         denoise_ms=chunk.timings.denoise_ms,
                         total_ms=chunk.total_ms,
                     ),
@@ -185,7 +187,7 @@ class RobotRuntimeService(pb_grpc.RobotRuntimeServicer):
             )
         )
 
-    async def _forward_updates(self, session: Session, outbox: asyncio.Queue) -> None:
+    async def _forward_updates(self, session: RuntimeSession, outbox: asyncio.Queue) -> None:
         taken_over = asyncio.create_task(session.taken_over.wait())
         update = None
         try:

@@ -24,14 +24,13 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from actor.engine import ChunkRequest, Leftover
+from actor.engine import ChunkRequest, RtcPrefix
 from policy.errors import UserFacingError
+from policy.inputs import checked_rtc, checked_state, checked_task
 from policy.prompts import reasoning_first_context
 from protos.robot_runtime.v1 import runtime_pb2 as pb
-from protos.wire import WireError, float_matrix, float_vector, image_to_numpy, quoted
+from protos.wire import WireError, image_to_numpy, quoted, tensor_to_numpy
 
-DEFAULT_CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
-MAX_TASK_CHARS = 512
 MAX_SESSION_ID_CHARS = 128
 RESUME_GRACE_S = 30.0
 MAX_DROPPED_SESSIONS = 10_000  # the oldest go first beyond this
@@ -102,7 +101,7 @@ class SessionRegistry:
         """A new session, or the caller's own one resumed: reopening an open or just-dropped id with its
         resume_token takes it over (a robot reconnecting, perhaps before the server noticed the old stream
         died): the old stream is told to end, and step count, task and subtask carry over."""
-        task = _checked_task(task, "open.task", allow_empty=True)
+        task = checked_task(task, "open.task", allow_empty=True)
         session_id = _checked_session_id(session_id) if session_id else secrets.token_hex(8)
         self._forget_expired()
         old = self._sessions.get(session_id) or self._dropped.get(session_id, (None, 0.0))[0]
@@ -157,12 +156,13 @@ class SessionRegistry:
             raise WireError(
                 "observation.step", f"must increase within a session: got {obs.step} after {session.last_step}"
             )
-        task = _checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
+        task = checked_task(obs.task, "observation.task", allow_empty=bool(session.task)) or session.task
         images = self.decode_images(obs) if images is None else images
-        state = (
-            float_vector(obs.state, "observation.state", self.settings.state_dims) if obs.HasField("state") else None
-        )
-        leftover = self._leftover(obs) if obs.HasField("rtc") else None
+        state = None
+        if obs.HasField("state"):
+            field = "observation.state"
+            state = checked_state(tensor_to_numpy(obs.state, field), field, dims=self.settings.state_dims)
+        rtc = self._rtc_prefix(obs) if obs.HasField("rtc") else None
 
         if task != session.task:
             session.task, session.subtask = task, ""
@@ -170,12 +170,13 @@ class SessionRegistry:
             session.first_subtask.clear()
         session.last_step = obs.step
         session.pending_snapshot = obs
-        return ChunkRequest(images=images, task=task, subtask=session.actor_subtask(), state=state, leftover=leftover)
+        return ChunkRequest(images=images, task=task, subtask=session.actor_subtask(), state=state, rtc=rtc)
 
     def take_snapshot(self, session: Session) -> pb.PlanRequest:
         """The planner's request for the session's newest observation, built only when the planner takes it
         (copying the images on every observation put about 0.1 ms on every chunk's path)."""
         obs, session.pending_snapshot = session.pending_snapshot, None
+        assert obs is not None, "take_snapshot needs a session with a pending snapshot"
         return pb.PlanRequest(
             session_id=session.id,
             observation_step=obs.step,
@@ -232,30 +233,16 @@ class SessionRegistry:
             for name, image in obs.images.items()
         }
 
-    def _leftover(self, obs: pb.Observation) -> Leftover | None:
-        rtc = obs.rtc
-        if rtc.inference_delay < 0:
-            raise WireError("observation.rtc.inference_delay", f"must be >= 0, got {rtc.inference_delay}")
-        if not rtc.HasField("queued_actions"):
-            return None
-        actions = float_matrix(rtc.queued_actions, "observation.rtc.queued_actions", self.settings.action_dims)
-        if actions.shape[0] > self.settings.action_horizon:
-            raise WireError(
-                "observation.rtc.queued_actions",
-                f"holds {actions.shape[0]} actions, more than the horizon {self.settings.action_horizon}",
-            )
-        if not actions.shape[0]:
-            return None
-        return Leftover(actions, int(rtc.inference_delay), int(rtc.execution_horizon) or None)
-
-
-def _checked_task(task: str, field: str, *, allow_empty: bool) -> str:
-    task = task.strip()
-    if not task and not allow_empty:
-        raise WireError(field, "is empty; say what the robot should do")
-    if len(task) > MAX_TASK_CHARS:
-        raise WireError(field, f"has {len(task)} characters, more than {MAX_TASK_CHARS}")
-    return task
+    def _rtc_prefix(self, obs: pb.Observation) -> RtcPrefix | None:
+        rtc, field, s = obs.rtc, "observation.rtc", self.settings
+        queued = np.zeros((0, s.action_dims), np.float32)
+        if rtc.HasField("queued_actions"):
+            queued = tensor_to_numpy(rtc.queued_actions, f"{field}.queued_actions")
+        execution = int(rtc.execution_horizon) or None  # 0: unset
+        actions = checked_rtc(
+            queued, rtc.inference_delay, execution, action_dims=s.action_dims, horizon=s.action_horizon, field=field
+        )
+        return None if actions is None else RtcPrefix(actions, rtc.inference_delay, execution)
 
 
 def _checked_session_id(session_id: str) -> str:

@@ -204,12 +204,15 @@ class TabletopEnv:
         return s
 
     def ee_pos(self) -> np.ndarray:
+        assert self.data is not None, "call reset() first"
         return self.data.site_xpos[self._ee_site].copy()
 
     def ee_mat(self) -> np.ndarray:
+        assert self.data is not None, "call reset() first"
         return self.data.site_xmat[self._ee_site].reshape(3, 3).copy()
 
     def gripper_qpos(self) -> np.ndarray:
+        assert self.data is not None, "call reset() first"
         return self.data.qpos[self._finger_qadr].copy()
 
     def gripper_opening(self) -> float:
@@ -220,23 +223,28 @@ class TabletopEnv:
     # --------------------------------------------------------------------------- privileged world
 
     def body_pos(self, name: str) -> np.ndarray:
+        assert self.data is not None, "call reset() first"
         return self.data.xpos[self._body_id(name)].copy()
 
     def body_mat(self, name: str) -> np.ndarray:
+        assert self.data is not None, "call reset() first"
         return self.data.xmat[self._body_id(name)].reshape(3, 3).copy()
 
     def body_linvel(self, name: str) -> np.ndarray:
+        assert self.model is not None and self.data is not None, "call reset() first"
         bid = self._body_id(name)
         adr = self.model.jnt_dofadr[self.model.body_jntadr[bid]]
         return self.data.qvel[adr : adr + 3].copy()
 
     def object_spec(self, name: str) -> sc.ObjectSpec:
+        assert self.layout is not None, "call reset() first"
         for o in self.layout.objects:
             if o.name == name:
                 return o
         raise KeyError(name)
 
     def container_spec(self, name: str) -> sc.ContainerSpec:
+        assert self.layout is not None, "call reset() first"
         for c in self.layout.containers:
             if c.name == name:
                 return c
@@ -244,6 +252,7 @@ class TabletopEnv:
 
     def touching_gripper(self, body: str) -> bool:
         """Whether any geom of ``body`` is in contact with a finger or the palm."""
+        assert self.model is not None and self.data is not None, "call reset() first"
         bid = self._body_id(body)
         d = self.data
         gb = self.model.geom_bodyid
@@ -256,6 +265,7 @@ class TabletopEnv:
 
     def finger_contacts(self, body: str) -> tuple[bool, bool]:
         """(left pad touches body, right pad touches body)."""
+        assert self.model is not None and self.data is not None, "call reset() first"
         bid = self._body_id(body)
         left = right = False
         gb = self.model.geom_bodyid
@@ -281,6 +291,7 @@ class TabletopEnv:
 
     def _index_model(self) -> None:
         m = self.model
+        assert m is not None
         self._ee_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "ee")
         self._arm_qadr = np.array(
             [m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in sc.ARM_JOINTS]
@@ -301,6 +312,7 @@ class TabletopEnv:
 
     def _apply_action(self, a: np.ndarray) -> None:
         d = self.data
+        assert d is not None
         goal_pos = np.clip(self.ee_pos() + a[:3] * POS_SCALE, WORKSPACE_LOW, WORKSPACE_HIGH)
         goal_mat = rot.axisangle_to_mat(a[3:6] * ROT_SCALE) @ self.ee_mat()
         yaw, pitch, roll = rot.mat_to_euler_zyx(goal_mat)

@@ -7,9 +7,12 @@ same for the built-in tasks and LIBERO (`sim.libero.LiberoSim`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:  # sim.env loads MuJoCo and picks a GL backend; BuiltinSim imports it when it starts a task
+    from sim.env import TabletopEnv
 
 ACTION_DIMS = 7  # LIBERO's: EE delta position, delta axis-angle, gripper
 STATE_DIMS = 8  # EE position, EE axis-angle, two finger joints
@@ -28,7 +31,7 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
-class Observation:
+class SimObservation:
     """Images are upright uint8 HxWx3 per camera (empty when nothing is rendered); state is float32[8]. Views are
     the same cameras at a viewing size, when the sim renders them for a video; the policy never sees them."""
 
@@ -41,9 +44,9 @@ class Observation:
 class Sim(Protocol):
     fps: float
 
-    def start(self, job: Job) -> Observation: ...
+    def start(self, job: Job) -> SimObservation: ...
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+    def step(self, action: np.ndarray) -> tuple[SimObservation, bool]:
         """Applies a 7-D action → (observation, whether the task is now solved)."""
         ...
 
@@ -65,11 +68,11 @@ class BuiltinSim:
         self.render = render
         self.view_size = view_size
         self._max_steps = max_steps
-        self._envs: dict = {}
-        self.env = None
+        self._envs: dict[str, TabletopEnv] = {}
+        self.env: TabletopEnv | None = None
         self.fps = 10.0
 
-    def start(self, job: Job) -> Observation:
+    def start(self, job: Job) -> SimObservation:
         from sim.tasks import make
 
         if job.task not in self._envs:
@@ -89,16 +92,19 @@ class BuiltinSim:
         self._phrases = frozenset(subtask_phrases(self.env))
         return obs
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+    def step(self, action: np.ndarray) -> tuple[SimObservation, bool]:
+        assert self.env is not None, "call start() first"
         obs, _, info = self.env.step(action)
         return self._observation(obs), bool(info["success"])
 
     def max_steps(self, job: Job) -> int:
+        assert self.env is not None, "call start() first"
         return self.env.max_steps
 
     def referee(self) -> tuple[frozenset[str], frozenset[str]]:
         from sim.expert import consistent_subtasks
 
+        assert self.env is not None, "call start() first"
         return frozenset(consistent_subtasks(self.env)), self._phrases
 
     def close(self) -> None:
@@ -106,6 +112,7 @@ class BuiltinSim:
             env.close()
         self._envs.clear()
 
-    def _observation(self, obs: dict) -> Observation:
+    def _observation(self, obs: dict) -> SimObservation:
+        assert self.env is not None
         views = self.env.views() if self.view_size else {}
-        return Observation(obs["images"], obs["state"], obs["task"], views)
+        return SimObservation(obs["images"], obs["state"], obs["task"], views)

@@ -156,8 +156,8 @@ class ScriptedExpert:
         self.counter = 0
         self.hold_pos = None
         self.grasp_yaw = 0.0
-        self.release_xy = None
-        self.release_yaw = None
+        self.release_xy: np.ndarray | None = None
+        self.release_yaw: float | None = None
         self.attempts = 0
 
     @property
@@ -250,6 +250,7 @@ class ScriptedExpert:
                 offset = RELEASE_OFFSET * d
             self.release_xy = offset  # relative to the container, which may still move
             self.release_yaw = yaw
+        assert self.release_yaw is not None  # set together with release_xy
         ck = self._ckind
         bottom = -(GRASP_ABOVE_CENTRE + self._okind.half_height)  # object bottom relative to the TCP
         z = c[2] + max(ck.floor - bottom + 0.015, ck.rim + sc.FINGERTIP_BELOW_TCP + 0.006)

@@ -27,10 +27,11 @@ import math
 import pathlib
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from sim.episode import Job, Observation
+from sim.episode import Job, SimObservation
 
 STANDARD_SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 PRO_SUFFIXES: tuple[str, ...] = ("_lan", "_object", "_swap", "_task")
@@ -174,13 +175,13 @@ def resize_with_pad(image: np.ndarray, size: int) -> np.ndarray:
         return image
     ratio = max(w / size, h / size)
     new_w, new_h = int(w / ratio), int(h / ratio)
-    resized = Image.fromarray(image).resize((new_w, new_h), resample=Image.BILINEAR)
+    resized = Image.fromarray(image).resize((new_w, new_h), resample=Image.BILINEAR)  # type: ignore[attr-defined]
     canvas = Image.new(resized.mode, (size, size), 0)
     canvas.paste(resized, (max(0, (size - new_w) // 2), max(0, (size - new_h) // 2)))
     return np.asarray(canvas)
 
 
-def observation(raw: dict, instruction: str, image_size: int = IMAGE_SIZE) -> Observation:
+def observation(raw: dict, instruction: str, image_size: int = IMAGE_SIZE) -> SimObservation:
     """A LIBERO observation as the policy sees it: upright padded images and the 8-D state."""
     images = {
         camera: resize_with_pad(np.ascontiguousarray(raw[key][::-1, ::-1]), image_size)
@@ -189,7 +190,7 @@ def observation(raw: dict, instruction: str, image_size: int = IMAGE_SIZE) -> Ob
     state = np.concatenate(
         [raw["robot0_eef_pos"], quat_to_axisangle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
     ).astype(np.float32)
-    return Observation(images, state, instruction)
+    return SimObservation(images, state, instruction)
 
 
 def prompt_source(suite: str, choice: str = "auto") -> str:
@@ -219,16 +220,17 @@ class LiberoSim:
         self.resolution = resolution
         self._max_steps = max_steps
         self._prompt = prompt
-        self._env = None
+        self._env: Any | None = None  # LIBERO's OffScreenRenderEnv (untyped), made by _open
         self._task: LiberoTask | None = None
         self._seed: int | None = None
         self._instruction = ""
         self._init_states: np.ndarray | None = None
 
-    def start(self, job: Job) -> Observation:
+    def start(self, job: Job) -> SimObservation:
         task = self.tasks[job.task_id]
         if task != self._task or job.seed != self._seed:
             self._open(task, job.seed)
+        assert self._env is not None and self._init_states is not None  # _open made both for this task
         if not 0 <= job.episode < len(self._init_states):
             raise LiberoError(
                 f"{task.suite} task {task.task_id} has {len(self._init_states)} initial states, not {job.episode + 1}"
@@ -239,7 +241,8 @@ class LiberoSim:
             raw, _, _, _ = self._env.step(DUMMY_ACTION.tolist())
         return observation(raw, self._instruction, self.image_size)
 
-    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+    def step(self, action: np.ndarray) -> tuple[SimObservation, bool]:
+        assert self._env is not None, "call start() first"
         raw, _, done, _ = self._env.step(np.asarray(action, np.float64).tolist())
         return observation(raw, self._instruction, self.image_size), bool(done)
 

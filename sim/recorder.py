@@ -178,7 +178,7 @@ class _EpisodeWorker:
         labeller = ScriptedExpert()
         executor = ScriptedExpert(first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)))
         h, w = self.image_size
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]
         paths = {cam: os.path.join(self.scratch, f"attempt{attempt:06d}_{cam}.mp4") for cam in self.cameras}
         writers = {}
         for cam, p in paths.items():
@@ -186,7 +186,9 @@ class _EpisodeWorker:
             if not wr.isOpened():
                 raise RuntimeError(f"OpenCV cannot write {VIDEO_FOURCC} video to {p}")
             writers[cam] = wr
-        states, actions, subtasks = [], [], []
+        states: list[np.ndarray] = []
+        actions: list[np.ndarray] = []
+        subtasks: list[str] = []
         frames_for_stats: dict[str, list] = {cam: [] for cam in self.cameras}
         stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
         done = False
@@ -264,6 +266,7 @@ def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_no
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
+    assert _WORKER is not None, "_pool_init runs first in every pool worker"
     return _WORKER.run(attempt, task_name, seed)
 
 
@@ -327,6 +330,105 @@ def _write_jsonl(path: Path, rows) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+class _DatasetWriter:
+    """The dataset as successful episodes arrive in attempt order: each one's videos, parquet and meta rows land
+    here, numbered after the ones before it (episode index, global frame index, task index), and `write_meta`
+    writes meta/ once they are all in."""
+
+    def __init__(self, out: Path, fps: float):
+        self.out = out
+        self.fps = fps
+        self.episodes = 0
+        self.failed_seeds: list[tuple[str, int]] = []
+        self.task_index: dict[str, int] = {}
+        self.total_frames = 0
+        self._episodes_rows: list[dict] = []
+        self._stats_rows: list[dict] = []
+
+    def add(self, r: dict) -> None:
+        """One attempt's result: a failure is only counted; a success becomes the next episode."""
+        if not r["success"]:
+            self.failed_seeds.append((r["task_name"], r["seed"]))
+            return
+        out, fps = self.out, self.fps
+        ep = self.episodes
+        chunk = ep // CHUNKS_SIZE
+        instr = r["instruction"]
+        if instr not in self.task_index:
+            self.task_index[instr] = len(self.task_index)
+        for cam, src in r["videos"].items():
+            dst = out / VIDEO_PATH.format(episode_chunk=chunk, video_key=video_key(cam), episode_index=ep)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(src, dst)
+            n_frames = _video_frame_count(str(dst))
+            if n_frames != r["length"]:
+                raise RuntimeError(f"{dst}: video reads back {n_frames} frames, expected {r['length']}")
+        _write_parquet(
+            out / DATA_PATH.format(episode_chunk=chunk, episode_index=ep),
+            r,
+            ep,
+            self.total_frames,
+            self.task_index[instr],
+            fps,
+        )
+        self._episodes_rows.append(
+            {
+                "episode_index": ep,
+                "tasks": [instr],
+                "length": r["length"],
+                "task_name": r["task_name"],
+                "seed": r["seed"],
+            }
+        )
+        n = r["length"]
+        frame = np.arange(n)
+        st = {
+            "observation.state": _vector_stats(r["state"]),
+            "action": _vector_stats(r["action"]),
+            "timestamp": _vector_stats(frame / fps),
+            "frame_index": _vector_stats(frame),
+            "episode_index": _vector_stats(np.full(n, ep)),
+            "index": _vector_stats(self.total_frames + frame),
+            "task_index": _vector_stats(np.full(n, self.task_index[instr])),
+        }
+        for cam, s in r["image_stats"].items():
+            st[video_key(cam)] = s
+        self._stats_rows.append({"episode_index": ep, "stats": st})
+        self.total_frames += n
+        self.episodes += 1
+
+    def write_meta(
+        self, image_size: tuple[int, int], cameras: Sequence[str], action_noise: float, mistakes: float
+    ) -> None:
+        out, fps = self.out, self.fps
+        n_eps = self.episodes
+        info = {
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": ROBOT_TYPE,
+            "total_episodes": n_eps,
+            "total_frames": self.total_frames,
+            "total_tasks": len(self.task_index),
+            "total_videos": n_eps * len(cameras),
+            "total_chunks": max(1, math.ceil(n_eps / CHUNKS_SIZE)) if n_eps else 0,
+            "chunks_size": CHUNKS_SIZE,
+            "fps": fps,
+            "splits": {"train": f"0:{n_eps}"},
+            "action_noise": action_noise,
+            "mistakes": mistakes,
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH,
+            "features": build_features(image_size, cameras, fps),
+        }
+        with open(out / "meta" / "info.json", "w") as f:
+            json.dump(info, f, indent=4)
+        _write_jsonl(out / "meta" / "episodes.jsonl", self._episodes_rows)
+        _write_jsonl(
+            out / "meta" / "tasks.jsonl",
+            [{"task_index": i, "task": t} for t, i in sorted(self.task_index.items(), key=lambda kv: kv[1])],
+        )
+        _write_jsonl(out / "meta" / "episodes_stats.jsonl", self._stats_rows)
+
+
 def record(
     task_name: str | Sequence[str],
     episodes: int,
@@ -382,58 +484,8 @@ def record(
 
     t0 = time.time()
     bar = _Progress(episodes, progress)
-    kept: list[dict] = []
-    failed_seeds: list[tuple[str, int]] = []
-    task_index: dict[str, int] = {}
-    episodes_rows, stats_rows = [], []
-    total_frames = 0
+    dataset = _DatasetWriter(out, fps)
     attempts = 0
-
-    def consume(r: dict) -> None:
-        nonlocal total_frames
-        if not r["success"]:
-            failed_seeds.append((r["task_name"], r["seed"]))
-            return
-        ep = len(kept)
-        chunk = ep // CHUNKS_SIZE
-        instr = r["instruction"]
-        if instr not in task_index:
-            task_index[instr] = len(task_index)
-        for cam, src in r["videos"].items():
-            dst = out / VIDEO_PATH.format(episode_chunk=chunk, video_key=video_key(cam), episode_index=ep)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(src, dst)
-            n_frames = _video_frame_count(str(dst))
-            if n_frames != r["length"]:
-                raise RuntimeError(f"{dst}: video reads back {n_frames} frames, expected {r['length']}")
-        _write_parquet(
-            out / DATA_PATH.format(episode_chunk=chunk, episode_index=ep), r, ep, total_frames, task_index[instr], fps
-        )
-        episodes_rows.append(
-            {
-                "episode_index": ep,
-                "tasks": [instr],
-                "length": r["length"],
-                "task_name": r["task_name"],
-                "seed": r["seed"],
-            }
-        )
-        n = r["length"]
-        frame = np.arange(n)
-        st = {
-            "observation.state": _vector_stats(r["state"]),
-            "action": _vector_stats(r["action"]),
-            "timestamp": _vector_stats(frame / fps),
-            "frame_index": _vector_stats(frame),
-            "episode_index": _vector_stats(np.full(n, ep)),
-            "index": _vector_stats(total_frames + frame),
-            "task_index": _vector_stats(np.full(n, task_index[instr])),
-        }
-        for cam, s in r["image_stats"].items():
-            st[video_key(cam)] = s
-        stats_rows.append({"episode_index": ep, "stats": st})
-        total_frames += n
-        kept.append({"seed": r["seed"], "length": n})
 
     def job(k: int) -> tuple[int, str, int]:
         return k, names[k % len(names)], seed if same_scene else seed + k
@@ -442,11 +494,11 @@ def record(
         if workers <= 1:
             worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes)
             try:
-                while len(kept) < episodes and attempts < max_attempts:
+                while dataset.episodes < episodes and attempts < max_attempts:
                     r = worker.run(*job(attempts))
                     attempts += 1
-                    consume(r)
-                    bar.update(len(kept), len(failed_seeds), total_frames)
+                    dataset.add(r)
+                    bar.update(dataset.episodes, len(dataset.failed_seeds), dataset.total_frames)
             finally:
                 worker.close()
         else:
@@ -462,9 +514,9 @@ def record(
             ) as pool:
                 pending: deque = deque()
                 submitted = 0
-                while len(kept) < episodes:
+                while dataset.episodes < episodes:
                     # keep a window of attempts in flight; results are consumed in attempt order
-                    need = episodes - len(kept)
+                    need = episodes - dataset.episodes
                     while len(pending) < 2 * workers and submitted < max_attempts and len(pending) < need + workers:
                         pending.append(pool.submit(_pool_run, *job(submitted)))
                         submitted += 1
@@ -472,54 +524,28 @@ def record(
                         break
                     r = pending.popleft().result()
                     attempts += 1
-                    consume(r)
-                    bar.update(len(kept), len(failed_seeds), total_frames)
+                    dataset.add(r)
+                    bar.update(dataset.episodes, len(dataset.failed_seeds), dataset.total_frames)
                 for f in pending:
                     f.cancel()
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
-    if len(kept) < episodes:
+    if dataset.episodes < episodes:
         raise RuntimeError(
-            f"only {len(kept)} of {episodes} episodes succeeded in {attempts} attempts (failed: {failed_seeds})"
+            f"only {dataset.episodes} of {episodes} episodes succeeded in {attempts} attempts "
+            f"(failed: {dataset.failed_seeds})"
         )
-
-    n_eps = len(kept)
-    info = {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": ROBOT_TYPE,
-        "total_episodes": n_eps,
-        "total_frames": total_frames,
-        "total_tasks": len(task_index),
-        "total_videos": n_eps * len(cameras),
-        "total_chunks": max(1, math.ceil(n_eps / CHUNKS_SIZE)) if n_eps else 0,
-        "chunks_size": CHUNKS_SIZE,
-        "fps": fps,
-        "splits": {"train": f"0:{n_eps}"},
-        "action_noise": action_noise,
-        "mistakes": mistakes,
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH,
-        "features": build_features(image_size, cameras, fps),
-    }
-    with open(out / "meta" / "info.json", "w") as f:
-        json.dump(info, f, indent=4)
-    _write_jsonl(out / "meta" / "episodes.jsonl", episodes_rows)
-    _write_jsonl(
-        out / "meta" / "tasks.jsonl",
-        [{"task_index": i, "task": t} for t, i in sorted(task_index.items(), key=lambda kv: kv[1])],
-    )
-    _write_jsonl(out / "meta" / "episodes_stats.jsonl", stats_rows)
-
+    dataset.write_meta(image_size, cameras, action_noise, mistakes)
     return {
         "out_dir": str(out),
-        "episodes": n_eps,
-        "frames": total_frames,
-        "failed": len(failed_seeds),
-        "failed_seeds": [s for _, s in failed_seeds],
+        "episodes": dataset.episodes,
+        "frames": dataset.total_frames,
+        "failed": len(dataset.failed_seeds),
+        "failed_seeds": [s for _, s in dataset.failed_seeds],
         "attempts": attempts,
-        "tasks": len(task_index),
+        "tasks": len(dataset.task_index),
         "seconds": round(time.time() - t0, 2),
     }
 

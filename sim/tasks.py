@@ -97,7 +97,7 @@ class PlacementTask:
                 return out
         raise RuntimeError("could not place the objects; use fewer distractors")
 
-    def _try_sample(self, rng):
+    def _try_sample(self, rng: np.random.Generator) -> tuple[sc.Layout, str, Goal] | None:
         n_distract = self.distractors
         if n_distract is None:
             n_distract = int(rng.integers(self.distractor_range[0], self.distractor_range[1] + 1))
@@ -167,7 +167,7 @@ class PlacementTask:
                 )
             )
         start = (-0.12 + rng.uniform(-0.03, 0.03), rng.uniform(-0.06, 0.06), 0.22 + rng.uniform(-0.02, 0.02))
-        layout = sc.Layout(objects, containers, tuple(float(v) for v in start))
+        layout = sc.Layout(objects, containers, (float(start[0]), float(start[1]), float(start[2])))
         target_con = containers[0]
         goal = Goal([(objects[i].name, target_con.name) for i in range(self.n_stages)])
         return layout, self.instruction(layout, goal), goal

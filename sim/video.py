@@ -61,7 +61,7 @@ class CaptionedVideo:
         if self._writer is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*FOURCC), self.fps, (w, h))
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*FOURCC), self.fps, (w, h))  # type: ignore[attr-defined]
             if not self._writer.isOpened():
                 raise RuntimeError(f"OpenCV cannot write {FOURCC} video to {self.path}")
         self._writer.write(np.ascontiguousarray(frame[..., ::-1]))

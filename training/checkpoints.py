@@ -5,10 +5,11 @@
     <run>/<step>/assets/<asset_id>/norm_stats.json
     <run>/<step>/model_config.json, tokenizer.model
 
-so `robot-runtime serve --checkpoint <run>/<step>` loads it as it stands. Step N holds the state after N
-updates; a run resumed from it continues with step N's batch. Saving is synchronous: once `save` returns the
-step is complete on disk, and a process killed in the middle leaves only an orbax temporary directory that the
-next manager ignores.
+so `robot-runtime serve --checkpoint <run>/<step>` loads it as it stands; its model_config.json always says
+whether the run normalized with quantiles (`quantile_norm`), so serving never falls back on openpi's rule.
+Step N holds the state after N updates; a run resumed from it continues with step N's batch. Saving is
+synchronous: once `save` returns the step is complete on disk, and a process killed in the middle leaves only
+an orbax temporary directory that the next manager ignores.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from policy.checkpoint import flatten, load_params
 from policy.config import ModelConfig
 from policy.model_dir import CONFIG_FILE, SERVING_FILE, TOKENIZER_FILE, ServingDefaults
 from policy.normalize import NormStats, save_norm_stats
+from training import distributed
 from training.state import TrainState, split
 
 PARAMS_ITEM = "params"
@@ -75,10 +77,13 @@ class Checkpoints:
         serving: ServingDefaults | None = None,
     ) -> pathlib.Path:
         ocp = self._ocp
-        params = jax.device_get(state.params(use_ema=True))
-        train_state = {"step": np.asarray(jax.device_get(state.step)), "opt_state": jax.device_get(state.opt_state)}
+        params = distributed.to_host(state.params(use_ema=True))
+        train_state = {
+            "step": np.asarray(distributed.to_host(state.step)),
+            "opt_state": distributed.to_host(state.opt_state),
+        }
         if state.ema is not None:
-            train_state["trainable"] = jax.device_get(state.trainable)
+            train_state["trainable"] = distributed.to_host(state.trainable)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -91,11 +96,16 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
         out = self.step_dir(step)
-        (out / CONFIG_FILE).write_text(json.dumps(model_config.to_dict(), indent=2))
+        if not distributed.is_primary():
+            distributed.barrier(f"checkpoint-{step}")
+            return out
+        trained = model_config.replace(quantile_norm=model_config.use_quantiles)
+        (out / CONFIG_FILE).write_text(json.dumps(trained.to_dict(), indent=2))
         shutil.copyfile(tokenizer_path, out / TOKENIZER_FILE)
         save_norm_stats(out / "assets" / asset_id, norm_stats)
         if serving is not None:
             serving.write(out / SERVING_FILE)
+        distributed.barrier(f"checkpoint-{step}")
         return out
 
     def restore(self, step: int, like: TrainState) -> TrainState:

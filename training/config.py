@@ -27,14 +27,13 @@ from typing import Any
 from policy.config import ModelConfig, get_model_config
 from policy.errors import UserFacingError
 from policy.gemma import GemmaConfig
+from policy.inputs import LIBERO_CAMERAS
 from policy.siglip import SiglipConfig, get_siglip_config
 from training import filters
 from training.optimizer import AdamW, CosineSchedule
 
-LIBERO_CAMERAS = (
-    ("observation.images.agentview", "base_0_rgb"),
-    ("observation.images.wrist", "left_wrist_0_rgb"),
-)
+# The LIBERO cameras under the names LeRobot datasets (and the built-in sim's recordings) give their videos.
+_LIBERO_VIDEOS = tuple((f"observation.images.{name}", key) for name, key in LIBERO_CAMERAS.items())
 
 
 class ConfigError(UserFacingError):
@@ -52,14 +51,17 @@ class DataConfig:
     """
 
     path: str | None = None
-    cameras: tuple[tuple[str, str], ...] = LIBERO_CAMERAS
+    # Several datasets instead of `path`: ((path, weight), ...); a part's share of the batches is its weight.
+    mixture: tuple[tuple[str, float], ...] = ()
+    # Share of each dataset's episodes held out for validation losses (training.validation); 0 holds out none.
+    val_fraction: float = 0.0
+    cameras: tuple[tuple[str, str], ...] = _LIBERO_VIDEOS
     state_key: str = "observation.state"
     action_key: str = "action"
     subtask_key: str = "subtask"
     task_key: str | None = None
     episodes: tuple[int, ...] | None = None
     asset_id: str = "default"
-    use_quantile_norm: bool = True
     augment: bool = True
     # openpi's crop and rotation of fixed-camera views; a fixed sim camera whose pixels say where things are
     # (to about the grasp tolerance) trains better without them. Colour jitter is kept either way.
@@ -114,6 +116,13 @@ class TrainConfig:
     # Written to each checkpoint's serving.json (policy.model_dir.ServingDefaults); None writes none.
     serve_noise_scale: float | None = None
     fsdp_devices: int = 1
+    # Batches of held-out frames measured at every checkpoint when data.val_fraction > 0.
+    val_batches: int = 4
+    # Experiment tracking (training.tracking): TensorBoard event files in the run directory, and Weights &
+    # Biases when a project is named (mode "offline" needs no network; none leaves it to W&B's settings).
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    wandb_mode: str | None = None
     # Parameters smaller than this stay replicated under FSDP.
     fsdp_min_mb: float = 4.0
 
@@ -141,7 +150,7 @@ def _tiny_model(image_size: int = 56, **fields: Any) -> ModelConfig:
         "max_token_len": 40,
         "vocab_size": 2048,
         "dtype": "float32",
-        "image_keys": ("base_0_rgb", "left_wrist_0_rgb"),
+        "image_keys": tuple(LIBERO_CAMERAS.values()),
     }
     return ModelConfig(llm, expert, get_siglip_config("mu/14", image_size), **{**defaults, **fields})
 
@@ -294,7 +303,7 @@ def _builtin() -> TrainConfig:
         max_token_len=48,
         vocab_size=1024,
         dtype="float32",
-        image_keys=("base_0_rgb", "left_wrist_0_rgb"),
+        image_keys=tuple(LIBERO_CAMERAS.values()),
         state_tokens=64,
     )
     return TrainConfig(

@@ -36,7 +36,8 @@ def is_trainable(path: str, trainable: str = ALL, frozen: str = NOTHING) -> bool
 
 def split_trainable(paths: Iterable[str], trainable: str = ALL, frozen: str = NOTHING) -> tuple[list[str], list[str]]:
     """(trainable paths, frozen paths), each sorted."""
-    train, freeze = [], []
+    train: list[str] = []
+    freeze: list[str] = []
     for path in sorted(paths):
         (train if is_trainable(path, trainable, frozen) else freeze).append(path)
     return train, freeze

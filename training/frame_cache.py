@@ -93,7 +93,7 @@ def _build(folder: pathlib.Path, sources: Mapping[str, Sequence[tuple[str, int]]
     for camera, rows in sources.items():
         for row, (path, index) in enumerate(rows):
             by_file.setdefault((camera, path), []).append((index, row))
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.memmap] = {}
     show = progress and sys.stderr.isatty()
     for done, ((camera, path), wanted) in enumerate(by_file.items(), 1):
         frames = _decode(path, max(index for index, _ in wanted))
@@ -122,7 +122,7 @@ def _decode(path: str, last: int) -> list[np.ndarray]:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise VideoError(f"OpenCV cannot open video {path}")
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         while len(frames) <= last:
             ok, bgr = capture.read()

@@ -1,7 +1,8 @@
 """Batches in an order fixed by (seed, step), prefetched on a few threads.
 
 Step s reads positions s·B … s·B+B-1 of an endless sequence of epochs, each epoch its own permutation of the
-dataset's rows drawn from (seed, epoch); augmentation draws from (seed, step, row in batch). So the batch of a
+dataset's rows drawn from (seed, epoch) (a mixture draws each batch by weight from (seed, step) instead; see
+training.mixture); augmentation draws from (seed, step, row in batch). So the batch of a
 step never depends on what ran before it, and a run resumed at step s reads exactly the batches an
 uninterrupted run reads from s on. Video decoding and resizing release the GIL, so threads overlap them.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from training.lerobot import Frame, LeRobotDataset
+from training.mixture import DatasetMixture
 from training.samples import TrainBatch, collate
 
 
@@ -32,24 +34,31 @@ def batch_rows(step: int, batch_size: int, num_rows: int, seed: int) -> np.ndarr
 class BatchLoader:
     def __init__(
         self,
-        dataset: LeRobotDataset,
+        dataset: LeRobotDataset | DatasetMixture,
         make_sample: Callable[[Frame, np.random.Generator], dict],
         batch_size: int,
         *,
         seed: int = 0,
         num_workers: int = 2,
         prefetch: int = 2,
+        share: slice = slice(None),
     ):
+        """share: the part of every global batch this process reads (training.distributed.local_rows)."""
         self.dataset = dataset
         self.make_sample = make_sample
         self.batch_size = batch_size
         self.seed = seed
         self.prefetch = max(1, prefetch)
+        self.share = share
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_workers), thread_name_prefix="batches")
 
     def batch(self, step: int) -> TrainBatch:
-        rows = batch_rows(step, self.batch_size, len(self.dataset), self.seed)
-        samples = self._pool.map(self._sample, [(step, i, int(row)) for i, row in enumerate(rows)])
+        if isinstance(self.dataset, DatasetMixture):
+            rows = self.dataset.sample_rows(np.random.default_rng([self.seed, step]), self.batch_size)
+        else:
+            rows = batch_rows(step, self.batch_size, len(self.dataset), self.seed)
+        jobs = [(step, i, int(row)) for i, row in enumerate(rows)][self.share]
+        samples = self._pool.map(self._sample, jobs)
         return collate(list(samples))
 
     def _sample(self, job: tuple[int, int, int]) -> dict:

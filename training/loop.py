@@ -1,7 +1,8 @@
 """`train(config, exp_name)`: the whole run, from the dataset directory to serving-ready checkpoints.
 
 Run directory `<checkpoint_dir>/<config>/<exp_name>/`: step directories (see `training.checkpoints`),
-`metrics.jsonl`, `loss_curve.png`, `train_config.json`, and the tokenizers the run made for itself
+`metrics.jsonl`, `tensorboard/` (see `training.tracking`), `loss_curve.png`, `train_config.json`, and the
+tokenizers the run made for itself
 (`tokenizer.model` when the config names none, `fast_tokenizer/` when FAST is on and none is given), which a
 resumed run reuses so every token id stays the same.
 
@@ -30,7 +31,7 @@ from policy.model_dir import ServingDefaults
 from policy.normalize import normalize
 from policy.prompts import actor_text, clean_instruction, planner_text, reasoning_tokens
 from policy.tokenizer import TextTokenizer, train_tokenizer
-from training import sharding
+from training import distributed, sharding
 from training.checkpoints import Checkpoints
 from training.config import TrainConfig
 from training.data import open_dataset
@@ -38,16 +39,18 @@ from training.filters import split_trainable
 from training.lerobot import LeRobotDataset
 from training.loader import BatchLoader
 from training.losses import LossConfig
-from training.metrics import MetricsLog, Progress, plot_losses
+from training.metrics import Progress, plot_losses
+from training.mixture import DatasetMixture
 from training.norm_stats import read_norm_stats
 from training.reasoning import ReasoningSampler, load_annotations
 from training.samples import SampleMaker, clip_for_fast
 from training.state import init_state, make_train_step, split
+from training.tracking import Tracker
+from training.validation import Validator
 from training.weights import initial_params
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 RUN_TOKENIZER = "tokenizer.model"
 RUN_FAST_TOKENIZER = "fast_tokenizer"
@@ -80,39 +83,68 @@ def train(
 ) -> RunResult:
     if resume and overwrite:
         raise UserFacingError("give --resume or --overwrite, not both")
-    if config.model.pi05 and not config.data.use_quantile_norm:
-        raise UserFacingError(
-            "pi0.5 checkpoints are served with quantile normalization; keep data.use_quantile_norm=true"
-        )
     directory = run_dir(config, exp_name)
     if directory.exists() and any(directory.iterdir()) and not resume and not overwrite:
         raise RunExistsError(f"{directory} holds an earlier run; pass --resume to continue it or --overwrite")
+    distributed.barrier("run-directory-checked")  # before process 0 writes there
     dataset = open_dataset(config)
-    loader = checkpoints = None
+    val_dataset = loader = checkpoints = None
     try:
+        val_dataset = open_dataset(config, "val")
         if config.data.frame_cache:
-            dataset.use_frame_cache(progress=progress)
+            for frames in (dataset, val_dataset):
+                if frames is not None:
+                    _primary_first("frame-cache", lambda f=frames: f.use_frame_cache(progress=progress))
         norm_stats = read_norm_stats(config)
-        if overwrite and directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        if distributed.is_primary():
+            if overwrite and directory.exists():
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         reasoning = _reasoning(config)
-        tokenizer = _text_tokenizer(config, dataset, directory, reasoning)
-        fast = _fast_tokenizer(config, dataset, norm_stats, directory) if config.fast_loss_weight > 0 else None
+        tokenizer = _primary_first("tokenizer", lambda: _text_tokenizer(config, dataset, directory, reasoning))
+        fast = None
+        if config.fast_loss_weight > 0:
+            fast = _primary_first("fast-tokenizer", lambda: _fast_tokenizer(config, dataset, norm_stats, directory))
         maker = SampleMaker(config.model, config.data, tokenizer, norm_stats, fast, config.text_len, reasoning)
-        loader = BatchLoader(dataset, maker, config.batch_size, seed=config.seed, num_workers=config.data.num_workers)
+        loader = BatchLoader(
+            dataset,
+            maker,
+            config.batch_size,
+            seed=config.seed,
+            num_workers=config.data.num_workers,
+            share=distributed.local_rows(config.batch_size),
+        )
+        val_maker = None
+        if val_dataset is not None:
+            val_data = dataclasses.replace(config.data, augment=False)
+            val_maker = SampleMaker(config.model, val_data, tokenizer, norm_stats, fast, config.text_len, reasoning)
         checkpoints = Checkpoints(directory, max_to_keep=config.max_to_keep, keep_period=config.keep_period)
-        return _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints, resume, progress)
+        return _run(
+            config,
+            directory,
+            dataset,
+            (val_dataset, val_maker),
+            tokenizer,
+            norm_stats,
+            loader,
+            checkpoints,
+            resume,
+            progress,
+        )
     finally:
         if checkpoints is not None:
             checkpoints.close()
         if loader is not None:
             loader.close()
         dataset.close()
+        if val_dataset is not None:
+            val_dataset.close()
 
 
-def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints, resume, progress) -> RunResult:
+def _run(
+    config, directory, dataset, validation, tokenizer, norm_stats, loader, checkpoints, resume, progress
+) -> RunResult:
     model_cfg = config.model
     mesh = sharding.make_mesh(config.fsdp_devices)
     if config.batch_size % mesh.size:
@@ -144,13 +176,11 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     state = jax.jit(lambda t, f: init_state(t, f, tx, use_ema), out_shardings=state_sharding)(trainable, frozen)
     del params, trainable, frozen
 
-    metrics_log = MetricsLog(directory / METRICS_FILE)
     start = 0
     if latest is not None:
         state = checkpoints.restore(latest, state)
         start = int(jax.device_get(state.step))
         logger.info("resumed %s at step %d", directory, start)
-    metrics_log.truncate(start)
 
     loss_cfg = LossConfig(
         subtask_weight=config.subtask_loss_weight,
@@ -161,6 +191,19 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     )
     step_fn = make_train_step(graphdef, loss_cfg, tx, schedule, config.ema_decay, jax.random.key(config.seed))
     batch_sharding = sharding.data_sharding(mesh)
+    val_dataset, val_maker = validation
+    validator = None
+    if val_dataset is not None:
+        validator = Validator(
+            val_dataset,
+            val_maker,
+            config.batch_size,
+            config.val_batches,
+            graphdef,
+            loss_cfg,
+            config.seed,
+            batch_sharding,
+        )
     jitted = jax.jit(
         step_fn,
         in_shardings=(state_sharding, batch_sharding),
@@ -176,33 +219,58 @@ def _run(config, directory, dataset, tokenizer, norm_stats, loader, checkpoints,
     }
 
     end = config.num_train_steps
-    bar = Progress(end, start, enabled=progress)
+    primary = distributed.is_primary()
+    tracker = None
+    if primary:
+        tracker = Tracker(
+            directory,
+            start_step=start,
+            tensorboard=config.tensorboard,
+            wandb_project=config.wandb_project,
+            wandb_mode=config.wandb_mode,
+            run_name=f"{config.name}/{directory.name}",
+            run_config=config.to_dict(),
+        )
+    bar = Progress(end, start, enabled=progress and primary)
     last_checkpoint = checkpoints.step_dir(start) if latest is not None else None
     interval_start, interval = time.perf_counter(), []
     try:
         for step, batch in loader.iterate(start, end):
-            state, metrics = jitted(state, jax.device_put(batch, batch_sharding))
+            state, metrics = jitted(state, distributed.from_local(batch, batch_sharding))
             interval.append(metrics)
             done = step + 1
-            if step == 0 or done % config.log_interval == 0 or done == end:
+            saving = done % config.save_interval == 0 or done == end
+            if step == 0 or done % config.log_interval == 0 or saving:
                 now = time.perf_counter()
                 step_time = (now - interval_start) / len(interval)
                 record = {"step": step, **_mean(jax.device_get(interval)), "step_time_s": step_time}
-                interval_start, interval = now, []
-                metrics_log.append(record)
+                if saving and validator is not None:
+                    record.update(validator(state))
+                interval_start, interval = time.perf_counter(), []
+                if tracker is not None:
+                    tracker.log(record)
                 bar.update(done, f"loss {record['loss']:.4f}")
             else:
                 bar.update(done)
-            if done % config.save_interval == 0 or done == end:
+            if saving:
                 last_checkpoint = checkpoints.save(done, state, **save_kwargs)
-                plot_losses(metrics_log.records(), directory / LOSS_CURVE_FILE)
+                if tracker is not None:
+                    plot_losses(tracker.records(), directory / LOSS_CURVE_FILE)
     finally:
         bar.close()
+        if tracker is not None:
+            tracker.close()
     if last_checkpoint is None:
         raise UserFacingError(f"nothing to train: the run is already at step {start} of {end}")
-    records = metrics_log.records()
-    plot_losses(records, directory / LOSS_CURVE_FILE)
+    records = tracker.records() if tracker is not None else []
     return RunResult(directory, max(start, end), last_checkpoint, records)
+
+
+def _primary_first(name: str, make):
+    """`make()` on process 0 first (it may write files), then on the others (which find them written)."""
+    result = make() if distributed.is_primary() else None
+    distributed.barrier(name)
+    return result if distributed.is_primary() else make()
 
 
 def _mean(metrics: list[dict]) -> dict[str, float]:
@@ -223,7 +291,10 @@ def _reasoning(config: TrainConfig) -> ReasoningSampler | None:
 
 
 def _text_tokenizer(
-    config: TrainConfig, dataset: LeRobotDataset, directory: pathlib.Path, reasoning: ReasoningSampler | None
+    config: TrainConfig,
+    dataset: LeRobotDataset | DatasetMixture,
+    directory: pathlib.Path,
+    reasoning: ReasoningSampler | None,
 ) -> TextTokenizer:
     if config.tokenizer is not None:
         return TextTokenizer(config.tokenizer)
@@ -255,7 +326,7 @@ def _text_tokenizer(
     return tokenizer
 
 
-def _prompt_corpus(dataset: LeRobotDataset) -> list[str]:
+def _prompt_corpus(dataset: LeRobotDataset | DatasetMixture) -> list[str]:
     """The dataset's strings in every layout the planner and actor build, so their pieces exist."""
     texts = dataset.texts()
     lines = [*texts, *(clean_instruction(t) for t in texts)]
@@ -265,7 +336,9 @@ def _prompt_corpus(dataset: LeRobotDataset) -> list[str]:
     return lines
 
 
-def _fast_tokenizer(config, dataset: LeRobotDataset, norm_stats, directory: pathlib.Path) -> FastTokenizer:
+def _fast_tokenizer(
+    config, dataset: LeRobotDataset | DatasetMixture, norm_stats, directory: pathlib.Path
+) -> FastTokenizer:
     if config.fast_tokenizer is not None:
         return FastTokenizer.load(config.fast_tokenizer)
     path = directory / RUN_FAST_TOKENIZER
@@ -275,7 +348,7 @@ def _fast_tokenizer(config, dataset: LeRobotDataset, norm_stats, directory: path
     if len(rows) > FAST_FIT_MAX_CHUNKS:
         rows = np.sort(np.random.default_rng(config.seed).choice(rows, FAST_FIT_MAX_CHUNKS, replace=False))
     chunks, _ = dataset.action_chunks(rows)
-    normalized = normalize(chunks, norm_stats["actions"], use_quantiles=config.data.use_quantile_norm)
+    normalized = normalize(chunks, norm_stats["actions"], use_quantiles=config.model.use_quantiles)
     fast = FastTokenizer.fit(
         list(clip_for_fast(normalized)), scale=config.fast_scale, vocab_size=config.fast_vocab_size
     )

@@ -43,11 +43,16 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def token_nll(model: Pi05, batch: TrainBatch) -> jax.Array:
-    """[B,L]: −log p(token i | tokens < i, images) for i ≥ 1 (column 0, the BOS, is 0)."""
+def text_logits(model: Pi05, batch: TrainBatch) -> jax.Array:
+    """[B,L-1,V]: the prediction of text token i+1 from the prefix pass over the text row."""
     hidden, _, _ = model.fill_prefix(batch.text_input())
     length = batch.text_tokens.shape[1]
-    logits = model.logits(hidden[:, -length:-1]).astype(jnp.float32)
+    return model.logits(hidden[:, -length:-1]).astype(jnp.float32)
+
+
+def token_nll(model: Pi05, batch: TrainBatch) -> jax.Array:
+    """[B,L]: −log p(token i | tokens < i, images) for i ≥ 1 (column 0, the BOS, is 0)."""
+    logits = text_logits(model, batch)
     targets = batch.text_tokens[:, 1:]
     picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     nll = jax.nn.logsumexp(logits, axis=-1) - picked
@@ -97,3 +102,16 @@ def compute_losses(
         terms["flow_mse"] = flow_mse(model, rng, batch, cfg)
         total += cfg.flow_weight * terms["flow_mse"]
     return total, terms
+
+
+def subtask_exact_match(model: Pi05, batch: TrainBatch) -> tuple[jax.Array, jax.Array]:
+    """(rows whose subtask greedy decoding reproduces exactly, rows with a subtask target).
+
+    Greedy decoding emits the label (and its EOS) exactly when every label token is the argmax given the
+    label's own prefix, so one teacher-forced pass measures the planner's exact match without decoding.
+    """
+    predicted = jnp.argmax(text_logits(model, batch), axis=-1)
+    target_mask = batch.subtask_loss_mask[:, 1:]
+    correct = (predicted == batch.text_tokens[:, 1:]) | ~target_mask
+    labelled = jnp.any(target_mask, axis=1)
+    return jnp.sum(jnp.all(correct, axis=1) & labelled), jnp.sum(labelled)

@@ -1,7 +1,7 @@
 """What a run reports: `metrics.jsonl` (one object per logged step), a loss-curve PNG and a tqdm progress bar.
 
-The PNG is drawn with OpenCV (already a dependency) rather than a plotting library: one panel per logged loss
-term on a log scale, steps on x.
+A record holds the step's training terms (`loss`, `flow_mse`, ...) and, at validation steps, the same terms
+measured on the held-out episodes under a `val_` prefix (see `training.validation`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 
-import cv2
-import numpy as np
+import matplotlib
 from tqdm import tqdm
 
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
+
 LOSS_KEYS = ("loss", "subtask_ce", "fast_ce", "flow_mse")
+VAL_PREFIX = "val_"
 
 
 class MetricsLog:
@@ -39,37 +42,32 @@ class MetricsLog:
             f.write(json.dumps(dict(record)) + "\n")
 
 
-def plot_losses(records: Sequence[Mapping[str, float]], path: str | pathlib.Path, *, width: int = 900) -> pathlib.Path:
-    """One log-scale panel per loss term present in `records`, stacked; written as PNG."""
-    keys = [k for k in LOSS_KEYS if any(k in r for r in records)]
-    panel_h, margin = 220, 60
-    image = np.full((max(1, len(keys)) * panel_h, width, 3), 255, np.uint8)
-    for index, key in enumerate(keys):
-        points = [(r["step"], r[key]) for r in records if key in r and r[key] > 0 and math.isfinite(r[key])]
-        top = index * panel_h
-        _text(image, key, (margin, top + 22), scale=0.6)
-        x0, x1, y0, y1 = margin, width - 20, top + 35, top + panel_h - 30
-        cv2.rectangle(image, (x0, y0), (x1, y1), (160, 160, 160), 1)
-        if len(points) < 2:
-            continue
-        steps = np.array([p[0] for p in points], float)
-        values = np.log10(np.array([p[1] for p in points], float))
-        lo, hi = values.min(), values.max()
-        hi = hi if hi > lo else lo + 1.0
-        xs = x0 + (steps - steps.min()) / max(steps.max() - steps.min(), 1) * (x1 - x0)
-        ys = y1 - (values - lo) / (hi - lo) * (y1 - y0)
-        cv2.polylines(image, [np.stack([xs, ys], 1).astype(np.int32)], False, (200, 80, 0), 2, cv2.LINE_AA)
-        for value, y in ((10**hi, y0), (10**lo, y1)):
-            _text(image, f"{value:.3g}", (2, int(y) + 4))
-        _text(image, f"step {int(steps.min())} .. {int(steps.max())}", (x1 - 160, y1 + 18))
-    path = pathlib.Path(path)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
+def plot_losses(records: Sequence[Mapping[str, float]], path: str | pathlib.Path) -> pathlib.Path:
+    """One log-scale panel per loss term in `records`, training and (where logged) validation; written as PNG."""
+    keys = [k for k in LOSS_KEYS if any(k in r or VAL_PREFIX + k in r for r in records)]
+    figure, axes = plt.subplots(max(1, len(keys)), 1, figsize=(8, 2.4 * max(1, len(keys))), sharex=True, squeeze=False)
+    try:
+        for ax, key in zip(axes[:, 0], keys, strict=False):
+            for name, label, style in ((key, "train", "-"), (VAL_PREFIX + key, "validation", "o-")):
+                points = [(r["step"], r[name]) for r in records if _positive(r.get(name))]
+                if points:
+                    steps, values = zip(*points, strict=True)
+                    ax.plot(steps, values, style, label=label, markersize=3, linewidth=1.2)
+            ax.set_yscale("log")
+            ax.set_ylabel(key)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(loc="upper right", fontsize="small")
+        axes[-1, 0].set_xlabel("step")
+        figure.tight_layout()
+        path = pathlib.Path(path)
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
     return path
 
 
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.4) -> None:
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and value > 0 and math.isfinite(value)
 
 
 class Progress:

@@ -1,6 +1,6 @@
-"""Normalization statistics of a config's dataset, as openpi's `compute_norm_stats`: over every frame's state
-and every frame's action chunk (so padded tail actions count as LeRobot repeats them). Only the parquet columns
-are read, never the videos.
+"""Normalization statistics of a config's datasets, as openpi's `compute_norm_stats`: over every frame's state
+and every frame's action chunk (padded tail actions count, as LeRobot repeats them), of every dataset of a
+mixture (unweighted) and of the validation episodes too. Only the parquet columns are read, never the videos.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROWS_PER_UPDATE = 4096
 
 def compute_norm_stats(config: TrainConfig, *, progress: bool = True) -> tuple[pathlib.Path, dict[str, NormStats]]:
     """Computes and writes `norm_stats.json` for `config`; returns its path and the stats."""
-    dataset = open_dataset(config)
+    dataset = open_dataset(config, "all")
     state, actions = RunningStats(), RunningStats()
     bar = Progress(len(dataset), label="frames", enabled=progress)
     try:

@@ -3,7 +3,8 @@
 
 Every step the runtime takes on an observation is taken here the same way: `resize_with_pad` to the model's
 image size, cameras absent from the dataset masked out, the state normalized with the checkpoint's stats
-(quantiles for pi0.5), the prompts built by the same functions. Only training adds augmentation.
+(`policy.inputs.model_state`, as the checkpoint will record: `ModelConfig.use_quantiles`), the prompts built
+by the same functions. Only training adds augmentation.
 Images stay uint8 until the compiled step converts them, so host-to-device copies are 4x smaller.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from policy import fast as fast_lib
 from policy.config import ModelConfig
 from policy.images import resize_with_pad
+from policy.inputs import model_state
 from policy.normalize import NormStats, normalize
 from policy.observation import ModelInput, uint8_to_model
 from policy.prompts import (
@@ -109,7 +111,8 @@ class SampleMaker:
 
     def __call__(self, frame: Frame, rng: np.random.Generator) -> dict:
         size = self.model.vision.image_size
-        images, image_masks = {}, {}
+        images: dict[str, np.ndarray] = {}
+        image_masks: dict[str, np.bool_] = {}
         for key in self.model.image_keys:
             dataset_key = self.cameras.get(key)
             if dataset_key is None:
@@ -122,9 +125,9 @@ class SampleMaker:
             images[key] = image
             image_masks[key] = np.bool_(True)
 
-        quantiles = self.data.use_quantile_norm
-        state = normalize(frame.state, self.norm_stats["state"], use_quantiles=quantiles).astype(np.float32)
-        actions = normalize(frame.actions, self.norm_stats["actions"], use_quantiles=quantiles).astype(np.float32)
+        state = model_state(frame.state, self.norm_stats["state"], self.model, self.data.state_key)
+        actions = normalize(frame.actions, self.norm_stats["actions"], use_quantiles=self.model.use_quantiles)
+        actions = actions.astype(np.float32)
         prompt_state = state if self.model.discrete_state_input else None
         if self.reasoning is not None:
             rows = self._reasoning_rows(frame, rng, prompt_state)
@@ -160,6 +163,7 @@ class SampleMaker:
         }
 
     def _reasoning_rows(self, frame: Frame, rng: np.random.Generator, state: np.ndarray | None) -> dict:
+        assert self.reasoning is not None  # __call__ picks these rows only with a sampler
         choice = self.reasoning.choose(frame.episode_index, frame.frame_index, rng)
         special = reasoning_tokens(self.model.vocab_size)
         row = tokenize_reasoning_example(

@@ -86,6 +86,7 @@ def make_train_step(
         trainable = optax.apply_updates(state.trainable, updates)
         ema = state.ema
         if ema is not None:
+            assert ema_decay is not None  # a state has EMA weights only when the config sets ema_decay
             ema = jax.tree.map(lambda old, new: ema_decay * old + (1 - ema_decay) * new, ema, trainable)
         metrics = {
             "loss": loss,

@@ -1,4 +1,4 @@
-"""ChunkEngine and post-processing: robot units in and out, RTC leftovers, and request checks."""
+"""ChunkEngine and post-processing: robot units in and out, RTC prefixes, and request checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from actor.engine import ChunkEngine, ChunkRequest, EngineConfig, InvalidRequest, Leftover
+from actor.engine import ChunkEngine, ChunkRequest, EngineConfig, InvalidRequest, RtcPrefix
 from actor.postprocess import ActionLimits, to_model_actions, to_robot_actions
 from policy.batching import Row
 from policy.normalize import EPSILON, NormStats, normalize
@@ -112,8 +112,8 @@ def test_engine_matches_the_manual_pipeline(tiny_sampler, actor_tokenizer, norm_
         np.testing.assert_allclose(result.actions, want, rtol=1e-6, atol=1e-6)
         assert result.actions.min() >= -3.0 and result.actions.max() <= 2.5
         timings = result.timings
-        assert timings.batch_size == 3 and 0 < timings.prefix_ms and 0 < timings.denoise_ms
-        assert timings.prefix_ms + timings.denoise_ms <= timings.total_ms
+        assert timings.batch_size == 3 and 0 < timings.prefill_ms and 0 < timings.denoise_ms
+        assert timings.prefill_ms + timings.denoise_ms <= timings.total_ms
     assert not np.allclose(results[0].actions, results[1].actions)
 
 
@@ -122,16 +122,16 @@ def test_engine_rtc_continues_the_previous_chunk_in_robot_units(tiny_sampler, ac
     first = engine.run([_request(seed) for seed in range(4)])
     executed = [3, 3, 5, 8]
     delays = [2, 0, 3, 5]
-    leftovers = [Leftover(r.actions[s:], d) for r, s, d in zip(first, executed, delays, strict=True)]
-    guided = engine.run([_request(seed + 10, leftover=left) for seed, left in enumerate(leftovers)])
+    prefixes = [RtcPrefix(r.actions[s:], d) for r, s, d in zip(first, executed, delays, strict=True)]
+    guided = engine.run([_request(seed + 10, rtc=prefix) for seed, prefix in enumerate(prefixes)])
     unguided = engine.run([_request(seed + 10) for seed in range(4)])
 
     stats = norm_stats["actions"]
-    for leftover, new, free in zip(leftovers, guided, unguided, strict=True):
-        committed = min(leftover.delay, len(leftover.actions))
+    for prefix, new, free in zip(prefixes, guided, unguided, strict=True):
+        committed = min(prefix.inference_delay, len(prefix.queued_actions))
         if committed == 0:
             continue
-        target = to_model_actions(leftover.actions[:committed], stats, use_quantiles=True)
+        target = to_model_actions(prefix.queued_actions[:committed], stats, use_quantiles=True)
         gap = np.abs(to_model_actions(new.actions[:committed], stats, use_quantiles=True) - target).max()
         free_gap = np.abs(to_model_actions(free.actions[:committed], stats, use_quantiles=True) - target).max()
         assert gap <= PREFIX_TOLERANCE < free_gap
@@ -150,11 +150,11 @@ def test_engine_rtc_continues_the_previous_chunk_in_robot_units(tiny_sampler, ac
         ({"state": np.zeros(9)}, "state"),
         ({"state": np.zeros((2, 2))}, "state"),
         ({"state": None}, "state"),
-        ({"leftover": Leftover(np.zeros((3, 6)), 1)}, "leftover.actions"),
-        ({"leftover": Leftover(np.zeros((11, 7)), 1)}, "leftover.actions"),
-        ({"leftover": Leftover(np.full((3, 7), np.inf), 1)}, "leftover.actions"),
-        ({"leftover": Leftover(np.zeros((3, 7)), -1)}, "leftover.delay"),
-        ({"leftover": Leftover(np.zeros((3, 7)), 1.5)}, "leftover.delay"),
+        ({"rtc": RtcPrefix(np.zeros((3, 6)), 1)}, "rtc.queued_actions"),
+        ({"rtc": RtcPrefix(np.zeros((11, 7)), 1)}, "rtc.queued_actions"),
+        ({"rtc": RtcPrefix(np.full((3, 7), np.inf), 1)}, "rtc.queued_actions"),
+        ({"rtc": RtcPrefix(np.zeros((3, 7)), -1)}, "rtc.inference_delay"),
+        ({"rtc": RtcPrefix(np.zeros((3, 7)), 1.5)}, "rtc.inference_delay"),
     ],
 )
 def test_bad_requests_name_the_field(tiny_sampler, actor_tokenizer, norm_stats, changes, field):

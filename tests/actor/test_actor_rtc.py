@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from actor.rtc import Guidance, RTCRequest, guidance_for_rows, guidance_weight, guided_velocity, prefix_weights
+from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guidance_weight, guided_velocity, prefix_weights
 
 # Measured on the tiny random model over 3 observations x 4 rows x 7 (d, s) settings: the committed prefix
 # stayed within 0.21 of the previous chunk with RTC (normalized units; chunk values span about +-4), while
@@ -99,20 +99,20 @@ def test_a_guided_euler_step_moves_towards_the_target():
 
 def test_guidance_rows_pad_dims_and_reject_bad_requests():
     prev = np.ones((6, 3), np.float32)
-    guidance = guidance_for_rows([None, RTCRequest(prev, delay=2)], batch=4, horizon=8, action_dim=5)
+    guidance = guidance_for_rows([None, NormalizedRtcPrefix(prev, inference_delay=2)], batch=4, horizon=8, action_dim=5)
     assert guidance.weights.shape == (4, 8, 5)
     np.testing.assert_array_equal(guidance.weights[[0, 2, 3]], 0.0)
     np.testing.assert_array_equal(guidance.weights[1, :, 3:], 0.0)
     np.testing.assert_array_equal(guidance.weights[1, :, 0], prefix_weights(8, 2, 2))
     np.testing.assert_array_equal(guidance.target[1, :6, :3], prev)
-    with pytest.raises(ValueError, match=r"rtc\[0\]\.prev_actions has shape \[6, 6\]"):
-        guidance_for_rows([RTCRequest(np.ones((6, 6)), 1)], 1, 8, 5)
+    with pytest.raises(ValueError, match=r"rtc\[0\]\.queued_actions has shape \[6, 6\]"):
+        guidance_for_rows([NormalizedRtcPrefix(np.ones((6, 6)), 1)], 1, 8, 5)
     with pytest.raises(ValueError, match=r"rtc\[0\]: delay must be in \[0, .* = 6\]"):
-        guidance_for_rows([RTCRequest(prev, 7)], 1, 8, 5)
-    with pytest.raises(ValueError, match=r"rtc\[0\]\.prev_actions holds NaN"):
-        guidance_for_rows([RTCRequest(np.full((2, 2), np.nan), 1)], 1, 8, 5)
+        guidance_for_rows([NormalizedRtcPrefix(prev, 7)], 1, 8, 5)
+    with pytest.raises(ValueError, match=r"rtc\[0\]\.queued_actions holds NaN"):
+        guidance_for_rows([NormalizedRtcPrefix(np.full((2, 2), np.nan), 1)], 1, 8, 5)
     with pytest.raises(ValueError, match="execution_horizon 1 needs at least 7"):
-        guidance_for_rows([RTCRequest(prev, 1, execution_horizon=1)], 1, 8, 5)
+        guidance_for_rows([NormalizedRtcPrefix(prev, 1, execution_horizon=1)], 1, 8, 5)
 
 
 def test_rtc_commits_the_prefix_and_leaves_the_tail_to_the_model(tiny_sampler, tiny_config, make_input):
@@ -123,7 +123,12 @@ def test_rtc_commits_the_prefix_and_leaves_the_tail_to_the_model(tiny_sampler, t
     seeds = [21, 22, 23, 24]
     unguided = tiny_sampler.sample(obs, seed=seeds)
     previous = tiny_sampler.sample(obs, seed=[s + 50 for s in seeds])[:, :overlap]
-    rtc = [RTCRequest(previous[0], delay), None, RTCRequest(previous[2], delay), RTCRequest(previous[3], delay)]
+    rtc = [
+        NormalizedRtcPrefix(previous[0], delay),
+        None,
+        NormalizedRtcPrefix(previous[2], delay),
+        NormalizedRtcPrefix(previous[3], delay),
+    ]
     guided = tiny_sampler.sample(obs, seed=seeds, rtc=rtc)
 
     rtc_rows = [0, 2, 3]

@@ -103,6 +103,6 @@ def camera_images(planner_config) -> list[dict[str, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def requests(camera_images):
-    from planner.decoder import PlanRequest
+    from planner.decoder import DecodeRequest
 
-    return [PlanRequest(images, task) for images, task in zip(camera_images, TASKS, strict=True)]
+    return [DecodeRequest(images, task) for images, task in zip(camera_images, TASKS, strict=True)]

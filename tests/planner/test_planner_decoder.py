@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from planner.decoder import PlanRequestError, compiled_executables
+from planner.decoder import DecodeRequestError, compiled_executables
 from planner.reference import full_recompute_generate
 from planner.sampling import choose_token
 from policy.batching import Row, build_input
@@ -133,9 +133,9 @@ def test_state_goes_into_the_prompt_when_configured(make_decoder, planner_model,
     decoder = make_decoder(planner_model, norm_stats=stats, use_state=True)
     with_state = [dataclasses.replace(r, state=np.linspace(-1, 1, 8)) for r in requests[:1]]
     assert len(decoder.decode(with_state)) == 1
-    with pytest.raises(PlanRequestError, match=r"requests\[0\]\.state is missing"):
+    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state: is missing"):
         decoder.decode(requests[:1])
-    with pytest.raises(PlanRequestError, match="norm stats"):
+    with pytest.raises(DecodeRequestError, match="norm stats"):
         make_decoder(planner_model, use_state=True)
 
 
@@ -147,7 +147,7 @@ def test_checkpoints_trained_with_discrete_state_get_the_state_by_default(
     stats = {"state": NormStats(np.zeros(8), np.ones(8), -np.ones(8), np.ones(8))}
     cfg = planner_config.replace(discrete_state_input=True)
     decoder = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), norm_stats=stats)
-    with pytest.raises(PlanRequestError, match=r"requests\[0\]\.state is missing"):
+    with pytest.raises(DecodeRequestError, match=r"requests\[0\]\.state: is missing"):
         decoder.decode(requests[:1])
     plain = SubtaskDecoder(planner_model, cjk_tokenizer, cfg, max_new_tokens=4, buckets=(1,), use_state=False)
     assert len(plain.decode(requests[:1])) == 1
@@ -156,15 +156,15 @@ def test_checkpoints_trained_with_discrete_state_get_the_state_by_default(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"task": "  "}, r"requests\[0\]\.task is empty"),
-        ({"cameras": {}}, r"requests\[0\]\.cameras is empty"),
+        ({"task": "  "}, r"requests\[0\]\.task: is empty"),
+        ({"cameras": {}}, r"requests\[0\]\.cameras: is empty"),
         ({"cameras": {"top_cam": np.zeros((8, 8, 3), np.uint8)}}, r"cameras\['top_cam'\]: unknown camera"),
-        ({"cameras": {"base_0_rgb": np.zeros((8, 8, 3), np.float32)}}, r"cameras\['base_0_rgb'\] must be a uint8"),
+        ({"cameras": {"base_0_rgb": np.zeros((8, 8, 3), np.float32)}}, r"cameras\['base_0_rgb'\]: must be a uint8"),
         ({"cameras": {"base_0_rgb": np.zeros((8, 8), np.uint8)}}, r"uint8 \[H, W, 3\] RGB image, got uint8 \[8, 8\]"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(ascii_decoder, requests, change, message):
-    with pytest.raises(PlanRequestError, match=message):
+    with pytest.raises(DecodeRequestError, match=message):
         ascii_decoder.decode([dataclasses.replace(requests[0], **change)])
 
 
@@ -173,10 +173,10 @@ def test_bad_requests_are_refused_naming_the_field(ascii_decoder, requests, chan
     [({"temperature": -1.0}, "temperature"), ({"top_p": 0.0}, "top_p"), ({"max_new_tokens": 0}, "max_new_tokens")],
 )
 def test_bad_decode_settings_are_refused(ascii_decoder, requests, options, message):
-    with pytest.raises(PlanRequestError, match=message):
+    with pytest.raises(DecodeRequestError, match=message):
         ascii_decoder.decode(requests[:1], **options)
 
 
 def test_plan_request_must_be_a_request(ascii_decoder):
-    with pytest.raises(PlanRequestError, match=r"requests\[0\] must be a PlanRequest"):
+    with pytest.raises(DecodeRequestError, match=r"requests\[0\] must be a DecodeRequest"):
         ascii_decoder.decode([{"task": "x"}])  # type: ignore[list-item]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from planner.decoder import PlanRequest, PlanRequestError, vocab_mask
+from planner.decoder import DecodeRequest, DecodeRequestError, vocab_mask
 from planner.reasoning import (
     ReasoningPlanner,
     ReasoningRequest,
@@ -165,21 +165,21 @@ def test_acting_decodes_nothing_and_hands_the_context_to_the_actor(reasoner, rea
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"context": "  "}, r"request\.context is empty"),
-        ({"context": "pick up the cube " * 20}, r"request\.context is too long: the reasoning row has \d+ tokens"),
-        ({"cameras": {}}, r"request\.cameras is empty"),
+        ({"context": "  "}, r"request\.context: is empty"),
+        ({"context": "pick up the cube " * 20}, r"request\.context: is too long: the reasoning row has \d+ tokens"),
+        ({"cameras": {}}, r"request\.cameras: is empty"),
         ({"cameras": {"top_cam": np.zeros((8, 8, 3), np.uint8)}}, r"request\.cameras\['top_cam'\]: unknown camera"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(reasoner, reasoning_requests, change, message):
-    with pytest.raises(PlanRequestError, match=message):
+    with pytest.raises(DecodeRequestError, match=message):
         reasoner.plan(dataclasses.replace(reasoning_requests[0], **change))
 
 
 def test_bad_settings_are_refused(reasoner, reasoning_requests):
-    with pytest.raises(PlanRequestError, match="force must be one of"):
+    with pytest.raises(DecodeRequestError, match="force must be one of"):
         reasoner.plan(reasoning_requests[0], force="wait")  # type: ignore[arg-type]
-    with pytest.raises(PlanRequestError, match="temperature"):
+    with pytest.raises(DecodeRequestError, match="temperature"):
         reasoner.plan(reasoning_requests[0], temperature=-1.0)
 
 
@@ -219,11 +219,11 @@ def test_a_new_task_or_a_step_that_does_not_increase_starts_the_session_over(rea
     first = ReasoningRequest(cameras, reasoning_first_context(SESSION_TASK))
     thinker = next(p for p in (reasoner, swapped_reasoner) if p.plan(first).decision == "think")
     sessions = ReasoningSessions(thinker)
-    request = PlanRequest(cameras, SESSION_TASK)
+    request = DecodeRequest(cameras, SESSION_TASK)
     _, thought = sessions.plan("arm", 5, request)
     assert thought.version == 1 and thought.text
     assert sessions.plan("arm", 5, request)[1] == thought
-    _, other = sessions.plan("arm", 6, PlanRequest(cameras, "Instruction: open the drawer"))
+    _, other = sessions.plan("arm", 6, DecodeRequest(cameras, "Instruction: open the drawer"))
     assert other.task == "Instruction: open the drawer" and other.version <= 1 and other.step == 6
 
     one = ReasoningSessions(thinker, max_sessions=1)

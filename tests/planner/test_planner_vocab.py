@@ -98,7 +98,7 @@ def test_nucleus_keeps_the_smallest_set_holding_top_p():
 
 
 def test_vocab_settings_resolve_to_masks_and_bad_ones_are_refused(cjk_tokenizer):
-    from planner.decoder import PlanRequestError, vocab_mask
+    from planner.decoder import DecodeRequestError, vocab_mask
 
     np.testing.assert_array_equal(vocab_mask(cjk_tokenizer, "all", MODEL_VOCAB), all_mask(cjk_tokenizer, MODEL_VOCAB))
     assert vocab_mask(cjk_tokenizer, ["grasp"], MODEL_VOCAB).sum() == len(set(cjk_tokenizer.encode("grasp"))) + 1
@@ -109,7 +109,7 @@ def test_vocab_settings_resolve_to_masks_and_bad_ones_are_refused(cjk_tokenizer)
         (too_wide, "past the tokenizer"),
         (np.zeros(MODEL_VOCAB, bool), "no token at all"),
     ]:
-        with pytest.raises(PlanRequestError, match=message):
+        with pytest.raises(DecodeRequestError, match=message):
             vocab_mask(cjk_tokenizer, bad, MODEL_VOCAB)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from actor.engine import ChunkRequest, ChunkResult, ChunkTimings, InvalidRequest
-from protos.stats import Stats
+from protos.stats import StatsRecorder
 from runtime.batcher import ChunkBatcher, Dropped
 
 
@@ -38,8 +38,8 @@ def run(coro):
 
 def test_sessions_are_batched_and_a_newer_observation_replaces_a_queued_one():
     async def scenario():
-        engine, stats = FakeEngine(), Stats()
-        batcher = ChunkBatcher(engine.run, stats, max_batch=4, max_wait_ms=50)
+        engine, stats = FakeEngine(), StatsRecorder()
+        batcher = ChunkBatcher(engine, stats, max_batch=4, max_wait_ms=50)
         batcher.start()
         first = batcher.submit("a", request("a1"))
         newer = batcher.submit("a", request("a22"))
@@ -59,7 +59,7 @@ def test_sessions_are_batched_and_a_newer_observation_replaces_a_queued_one():
 def test_a_lone_session_does_not_wait_for_company():
     async def scenario():
         engine = FakeEngine()
-        batcher = ChunkBatcher(engine.run, Stats(), max_batch=8, max_wait_ms=500, open_sessions=lambda: 1)
+        batcher = ChunkBatcher(engine, StatsRecorder(), max_batch=8, max_wait_ms=500, open_sessions=lambda: 1)
         batcher.start()
         start = time.perf_counter()
         await batcher.submit("a", request("a"))
@@ -73,7 +73,7 @@ def test_a_lone_session_does_not_wait_for_company():
 def test_a_request_the_engine_rejects_fails_alone():
     async def scenario():
         engine = FakeEngine()
-        batcher = ChunkBatcher(engine.run, Stats(), max_batch=4, max_wait_ms=50)
+        batcher = ChunkBatcher(engine, StatsRecorder(), max_batch=4, max_wait_ms=50)
         batcher.start()
         good, bad = batcher.submit("a", request("good")), batcher.submit("b", request("bad"))
         outcome = await asyncio.gather(good, bad, return_exceptions=True)

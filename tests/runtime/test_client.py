@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from grpc_serving import serving
 
-from client.action_queue import ActionQueue, RtcRequest
+from client.action_queue import ActionQueue, RtcPrefix
 from client.robot_client import RobotClient, RuntimeClientError
 from protos.grpc_server import auth_metadata
 from protos.robot_runtime.v1 import runtime_pb2 as pb
@@ -382,7 +382,7 @@ def test_rtc_reports_the_queued_actions_and_the_measured_delay():
     queue.receive(0, _chunk(horizon=8))
     assert queue.inference_delay() == 2
     rtc = queue.request(1)
-    assert isinstance(rtc, RtcRequest) and rtc.inference_delay == 2
+    assert isinstance(rtc, RtcPrefix) and rtc.inference_delay == 2
     np.testing.assert_array_equal(rtc.queued_actions, queue.queued)
     assert rtc.queued_actions.shape == (6, 2) and rtc.queued_actions[0, 0] == 2.0
     queue.pop()

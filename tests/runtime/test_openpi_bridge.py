@@ -26,13 +26,15 @@ from server_process import run_server
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from actor.engine import ChunkResult, ChunkTimings
+from policy.inputs import LIBERO_CAMERAS
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
-from protos.stats import Stats
+from protos.stats import StatsRecorder
+from protos.wire import image_to_numpy
 from runtime import openpi_bridge
 from runtime.batcher import BatchedResult
 from runtime.launch import ServerProcess
-from runtime.sessions import DEFAULT_CAMERAS, SessionRegistry, SessionSettings
+from runtime.sessions import SessionRegistry, SessionSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 Client = websocket_client_policy.WebsocketClientPolicy
@@ -296,9 +298,9 @@ def in_process_bridge(**options):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    registry = SessionRegistry(SessionSettings(dict(DEFAULT_CAMERAS), 8, 7, 4))
+    registry = SessionRegistry(SessionSettings(dict(LIBERO_CAMERAS), 8, 7, 4))
     metadata = registry.metadata("{}", 10)
-    bridge = openpi_bridge.OpenpiBridge(registry, InstantBatcher(4, 7), Stats(), metadata, **options)
+    bridge = openpi_bridge.OpenpiBridge(registry, InstantBatcher(4, 7), StatsRecorder(), metadata, **options)
     try:
         yield asyncio.run_coroutine_threadsafe(bridge.start("127.0.0.1", 0), loop).result(10), registry
     finally:
@@ -348,10 +350,21 @@ def test_tls_serves_wss_to_an_unchanged_openpi_client(tmp_path, monkeypatch):
 
 
 def test_chw_and_float_images_are_accepted_like_openpis_policies():
+    y, x = np.mgrid[0:224, 0:224]
+    hwc = np.stack([x, y, 255 - x], axis=-1).astype(np.uint8)  # every pixel and channel tells where it came from
+    chw = np.ascontiguousarray(np.moveaxis(hwc, -1, 0))
+    floats = hwc.astype(np.float32) / 255.0
+    translator = openpi_bridge.ObservationTranslator(openpi_bridge.OpenpiKeys.libero(LIBERO_CAMERAS), LIBERO_CAMERAS)
+    message = translator.to_wire(
+        libero_observation(8, **{"observation/image": chw, "observation/wrist_image": floats}), 0
+    )
+    keys = translator.keys.images
+    agent = image_to_numpy(message.images[keys["observation/image"]], "agent")
+    wrist = image_to_numpy(message.images[keys["observation/wrist_image"]], "wrist")
+    np.testing.assert_array_equal(agent, hwc)  # transposed back, not reshaped
+    assert np.abs(wrist.astype(int) - hwc).max() <= 1  # float [0, 1] scaled to uint8
     with in_process_bridge() as (port, _):
         policy = Client("127.0.0.1", port)
-        chw = np.zeros((3, 224, 224), np.uint8)
-        floats = np.full((224, 224, 3), 0.5, np.float32)
         reply = policy.infer(libero_observation(8, **{"observation/image": chw, "observation/wrist_image": floats}))
         assert reply["actions"].shape == (4, 7)
         hang_up(policy)
@@ -362,4 +375,4 @@ def test_key_map_must_cover_the_cameras():
         openpi_bridge.OpenpiKeys.libero({"front": "base_0_rgb"})
     keys = openpi_bridge.OpenpiKeys({"observation/image": "agentview"})
     with pytest.raises(openpi_bridge.UserFacingError, match="cover exactly"):
-        openpi_bridge.ObservationTranslator(keys, DEFAULT_CAMERAS)
+        openpi_bridge.ObservationTranslator(keys, LIBERO_CAMERAS)

@@ -32,20 +32,22 @@ def channel(runtime_server):
 def test_two_concurrent_sessions_stream_their_own_chunks(channel):
     baseline = runtime_stats(channel).counters["sessions_open"]
 
-    def drive(name: str) -> list[tuple[int, tuple[int, ...]]]:
+    def drive(name: str) -> list[tuple[str, int, tuple[int, ...]]]:
         stream = Stream(channel, session_id=name)
         try:
+            assert stream.metadata.session_id == name
             return [
-                (c.observation_step, tuple(tensor_to_numpy(c.actions, "a").shape))
+                (c.session_id, c.observation_step, tuple(tensor_to_numpy(c.actions, "a").shape))
                 for c in (stream.chunk() for _ in range(5))
             ]
         finally:
             stream.close()
 
+    names = ["robot-a", "robot-b"]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(drive, ["robot-a", "robot-b"]))
-    for result in results:
-        assert result == [(step, (10, 8)) for step in range(1, 6)]
+        results = list(pool.map(drive, names))
+    for name, result in zip(names, results, strict=True):
+        assert result == [(name, step, (10, 8)) for step in range(1, 6)]  # every chunk names its own session
     wait_until(lambda: runtime_stats(channel).counters["sessions_open"] == baseline, 10, "both sessions to close")
 
 

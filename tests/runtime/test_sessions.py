@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from policy.inputs import LIBERO_CAMERAS
 from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.wire import WireError, image_to_numpy, numpy_to_image, numpy_to_tensor, tensor_to_numpy
 from runtime.sessions import RESUME_GRACE_S, SessionInUse, SessionRegistry, SessionSettings
 
-CAMERAS = {"agentview": "base_0_rgb", "wrist": "left_wrist_0_rgb"}
+CAMERAS = LIBERO_CAMERAS
 
 
 def observation(step: int, task: str = "") -> pb.Observation:

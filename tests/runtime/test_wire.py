@@ -13,6 +13,23 @@ from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.wire import MAX_IMAGE_SIDE, WireError, encoded_image_size, image_to_numpy, numpy_to_image, tensor_to_numpy
 
 
+def _scene(height: int = 48, width: int = 64) -> np.ndarray:
+    """A smooth RGB image whose three channels differ everywhere (so any channel swap shows)."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([40 + 3 * x, 30 + 4 * y, 200 - 2 * x - y], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("encoding, tolerance", [("raw", 0.0), ("png", 0.0), ("jpeg", 3.0)])
+def test_encoded_frames_decode_to_the_same_pixels_in_rgb_order(encoding, tolerance):
+    frame = _scene()
+    decoded = image_to_numpy(numpy_to_image(frame, encoding), "observation.images['agentview']")
+    assert decoded.shape == frame.shape and decoded.dtype == np.uint8
+    error = np.abs(decoded.astype(np.float64) - frame).mean()
+    swapped = np.abs(decoded.astype(np.float64) - frame[..., ::-1]).mean()
+    assert error <= tolerance
+    assert swapped > 40  # a BGR/RGB mix-up anywhere on the path would be caught
+
+
 @pytest.mark.parametrize(
     "shape, data",
     [

@@ -7,7 +7,8 @@ import pytest
 
 from app.cli import main as cli_main
 from sim.envspec import EnvSpecError, parse_env
-from sim.rollout import VIDEO_VIEW_SIZE, latency_summary, video_panels
+from sim.rollout_episodes import VIDEO_VIEW_SIZE, video_panels
+from sim.rollout_report import latency_summary
 from sim.tasks import list_tasks
 
 EPISODE_FIELDS = {
@@ -52,6 +53,8 @@ def test_scripted_rollout_solves_each_builtin_task(tmp_path, capsys, task):
     }
     assert {"count", "mean", "p50", "p90", "p99", "max"} <= set(results["latency_ms"])
     assert [e["seed"] for e in results["episodes"]] == [20, 21, 22]
+    figure = cv2.imread(str(tmp_path / "run" / "summary.png"))
+    assert figure is not None and figure.shape[1] >= 800 and figure.std() > 10
     for episode in results["episodes"]:
         assert set(episode) == EPISODE_FIELDS
         assert episode["success"] and episode["error"] is None and episode["video"] is None
@@ -192,7 +195,8 @@ def test_scripted_experts_succeed_on_50_episodes_per_task(tmp_path):
 def test_replan_steps_default_per_benchmark():
     import pathlib
 
-    from sim.rollout import BUILTIN_REPLAN_STEPS, LIBERO_REPLAN_STEPS, PolicySpec, RolloutConfig, effective_replan_steps
+    from sim.rollout import PolicySpec, RolloutConfig
+    from sim.rollout_config import BUILTIN_REPLAN_STEPS, LIBERO_REPLAN_STEPS, effective_replan_steps
 
     def config(env: str, replan: int | None) -> RolloutConfig:
         return RolloutConfig(parse_env(env), 1, PolicySpec("scripted"), pathlib.Path("x"), replan_steps=replan)

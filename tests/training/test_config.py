@@ -41,7 +41,7 @@ def test_every_seed_config_has_a_tiny_twin_with_the_same_recipe():
     assert weights("pi05_action_expert") == (0.0, 0.0, 1.0)
     lora = get_config("pi05_custom_lora")
     assert (lora.lr.peak_lr, lora.lr.decay_lr, lora.lr.decay_steps, lora.lr.warmup_steps) == (3e-4, 1e-5, 10_000, 500)
-    assert lora.data.use_quantile_norm
+    assert lora.model.use_quantiles
     optimizer = get_config("pi05_subtask_hybrid").optimizer
     assert (optimizer.b1, optimizer.b2, optimizer.weight_decay, optimizer.clip_gradient_norm) == (0.9, 0.95, 1e-10, 1.0)
     assert get_config("pi05_action_expert").init_from == "{checkpoint_dir}/pi05_subtask_fast/{exp_name}"

@@ -115,12 +115,12 @@ def served(trained_run, recorded_dataset):
 
 
 def test_planner_decodes_the_trained_subtasks(served):
-    from planner.decoder import PlanRequest, SubtaskDecoder
+    from planner.decoder import DecodeRequest, SubtaskDecoder
     from policy.prompts import clean_instruction, tokenize_planner
 
     model_dir, model, tokenizer, frames, batch = served
     decoder = SubtaskDecoder(model, tokenizer, model_dir.config, buckets=(len(frames),))
-    results = decoder.decode([PlanRequest(_cameras(f), f.task) for f in frames])
+    results = decoder.decode([DecodeRequest(_cameras(f), f.task) for f in frames])
     assert [r.text for r in results] == [clean_instruction(f.subtask) for f in frames]
     assert all(r.finished and r.token_ids[-1] == tokenizer.eos_id for r in results)
     # The first decoded token is the training pass's prediction after the same prompt.
