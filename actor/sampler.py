@@ -8,38 +8,32 @@ Shapes are fixed: a call with n rows is padded to the smallest batch bucket >= n
 and are discarded), so each bucket compiles the prefix once per prompt kind (with or without an ar mask, as
 the reasoning act row has) and the denoiser, which never reads the prompt, once per RTC mode (a batch with
 any RTC row runs the guided denoiser; its other rows get zero weights, which leaves them unguided).
-The model is split once into graph + state and the compiled functions take the state as an argument, so
-nothing is re-traced per call and the weights are not baked into the executables as constants.
+Both are compiled ahead of time by `policy.compiled.CompiledStages` (the planner's way too), each compilation
+recorded as a `CompileEvent` with its compile time; the Euler loop is the network's own (`Pi05.denoise`), with
+RTC guidance as its guide.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jaxtyping import Float
 
 from actor.rtc import Guidance, NormalizedRtcPrefix, guidance_for_rows, guided_velocity
 from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
+from policy.compiled import CompiledStages, CompileEvent
 from policy.config import ModelConfig
+from policy.gemma import KVCache
 from policy.observation import ModelInput
 from policy.pi05 import Pi05
 
 Seed = int | Sequence[int]
-
-
-@dataclasses.dataclass(frozen=True)
-class CompileEvent:
-    """One trace (= one XLA compilation) of a sampler stage, recorded so tests can count them."""
-
-    stage: str
-    batch: int
-    guided: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,14 +71,16 @@ class FlowSampler:
         self.cfg = cfg or model.cfg
         self.num_steps = num_steps
         self.buckets = tuple(sorted(set(buckets)))
-        self.compiles: list[CompileEvent] = []
-        graphdef, self._state = nnx.split(model)
-        self._fill_prefix = jax.jit(_prefix_fn(graphdef, self.compiles.append))
-        self._denoise = jax.jit(_denoise_fn(graphdef, num_steps, self.compiles.append))
+        self._stages = CompiledStages(model)
 
     @property
     def max_batch(self) -> int:
         return self.buckets[-1]
+
+    @property
+    def compiles(self) -> list[CompileEvent]:
+        """Every compilation this sampler paid for, in order."""
+        return self._stages.events
 
     @property
     def compile_count(self) -> int:
@@ -123,11 +119,15 @@ class FlowSampler:
         x_1 = _pad_rows(self._start_noise(noise, seed, rows), bucket)
         guidance = self._guidance(rtc, rows, bucket)
 
-        prefill_start = time.perf_counter()
-        cache, prefix_mask = jax.block_until_ready(self._fill_prefix(self._state, obs))
-        denoise_start = time.perf_counter()
         suffix_obs = dataclasses.replace(obs, images={}, image_masks={}, token_ar_mask=None)
-        x_0 = self._denoise(self._state, suffix_obs, cache, prefix_mask, x_1, guidance)
+        fill_prefix = self._stages.executable(CompileEvent("prefix", bucket), _prefix, (obs,))
+        prefill_start = time.perf_counter()
+        cache, prefix_mask = jax.block_until_ready(fill_prefix(self._stages.state, obs))
+        args = (suffix_obs, cache, prefix_mask, x_1, guidance)
+        event = CompileEvent("denoise", bucket, guided=guidance is not None)
+        denoise = self._stages.executable(event, _denoise, args, {"num_steps": self.num_steps})
+        denoise_start = time.perf_counter()
+        x_0 = denoise(self._stages.state, *args)
         actions = np.asarray(x_0, np.float32)[:rows]
         end = time.perf_counter()
         timings = SampleTimings(
@@ -184,32 +184,20 @@ def _pad_rows(x, bucket: int):
     return stack([x, x[:1].repeat(missing, axis=0)], axis=0)
 
 
-def _prefix_fn(graphdef: nnx.GraphDef, on_trace: Callable[[CompileEvent], None]):
-    def fill_prefix(state: nnx.State, obs: ModelInput):
-        on_trace(CompileEvent("prefix", obs.batch_size, guided=False))
-        _, cache, prefix_mask = nnx.merge(graphdef, state).fill_prefix(obs)
-        return cache, prefix_mask
-
-    return fill_prefix
+def _prefix(model: Pi05, obs: ModelInput) -> tuple[KVCache, jax.Array]:
+    _, cache, prefix_mask = model.fill_prefix(obs)
+    return cache, prefix_mask
 
 
-def _denoise_fn(graphdef: nnx.GraphDef, num_steps: int, on_trace: Callable[[CompileEvent], None]):
-    def denoise(state, obs: ModelInput, cache, prefix_mask, noise, guidance: Guidance | None):
-        batch = noise.shape[0]
-        on_trace(CompileEvent("denoise", batch, guided=guidance is not None))
-        model = nnx.merge(graphdef, state)
-        dt = -1.0 / num_steps
-
-        def step(_, carry):
-            x_t, t = carry
-
-            def velocity(x: jax.Array) -> jax.Array:
-                return model.velocity_from_cache(obs, cache, prefix_mask, x, jnp.broadcast_to(t, (batch,)))
-
-            v_t = velocity(x_t) if guidance is None else guided_velocity(velocity, x_t, t, guidance)
-            return x_t + dt * v_t, t + dt
-
-        x_0, _ = jax.lax.fori_loop(0, num_steps, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
-        return x_0
-
-    return denoise
+def _denoise(
+    model: Pi05,
+    obs: ModelInput,
+    cache: KVCache,
+    prefix_mask: jax.Array,
+    noise: jax.Array,
+    guidance: Guidance | None,
+    *,
+    num_steps: int,
+) -> jax.Array:
+    guide = None if guidance is None else functools.partial(guided_velocity, guidance=guidance)
+    return model.denoise(obs, cache, prefix_mask, noise, num_steps=num_steps, guide=guide)

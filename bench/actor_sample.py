@@ -5,6 +5,7 @@ For each config (random perturbed weights, one session, every camera present, a 
   plus its prefill / denoise split and the latency with RTC guidance on;
 - the naive baseline: N joint prefix+suffix passes (`Pi05.velocity`) from the same noise, over --naive-calls
   (it is ~N times slower, so fewer calls keep the run short); the two chunks must agree.
+- the sampler's compilations (`FlowSampler.compiles`): compile_ms per stage (prefix, denoise, denoise_rtc).
 The last line is one JSON object: {config: {p50_ms, p99_ms, ..., naive_p50_ms, cache_speedup}, "device": ...}.
 
     .venv/bin/python bench/actor_sample.py                       # tiny and dummy, CPU-friendly
@@ -32,7 +33,7 @@ from actor.sampler import FlowSampler  # noqa: E402
 from policy.checkpoint import init_params, model_from_params  # noqa: E402
 from policy.config import ModelConfig, get_model_config  # noqa: E402
 from policy.observation import ModelInput, uint8_to_model  # noqa: E402
-from policy.pi05 import Pi05  # noqa: E402
+from policy.pi05 import Pi05, euler_integrate  # noqa: E402
 
 PROMPT_TOKENS = 20
 WARMUP_CALLS = 1
@@ -59,15 +60,11 @@ def naive_sampler(model: Pi05, num_steps: int) -> Callable[[ModelInput, np.ndarr
     @jax.jit
     def integrate(state, obs: ModelInput, noise: jax.Array) -> jax.Array:
         net = nnx.merge(graphdef, state)
-        dt = -1.0 / num_steps
 
-        def step(_, carry):
-            x_t, t = carry
-            v_t = net.velocity(obs, x_t, jnp.broadcast_to(t, (x_t.shape[0],)))
-            return x_t + dt * v_t, t + dt
+        def velocity(x_t: jax.Array, t: jax.Array) -> jax.Array:
+            return net.velocity(obs, x_t, jnp.broadcast_to(t, (x_t.shape[0],)))
 
-        x_0, _ = jax.lax.fori_loop(0, num_steps, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
-        return x_0
+        return euler_integrate(velocity, noise, num_steps)
 
     return lambda obs, noise: np.asarray(integrate(state, obs, noise), np.float32)
 
@@ -124,6 +121,9 @@ def bench_config(name: str, args: argparse.Namespace) -> dict[str, float | int |
         "calls": args.calls,
         "naive_calls": args.naive_calls,
         "max_abs_diff_vs_naive": float(f"{disagreement:.2e}"),
+        "compile_ms": {
+            event.stage + ("_rtc" if event.guided else ""): round(event.compile_ms, 1) for event in sampler.compiles
+        },
     }
     print(f"[{name}] {result}", file=sys.stderr)
     return result

@@ -9,7 +9,8 @@ exactly `--new-tokens` tokens. Each is one compiled call, compiled and run once 
          prompt extended with the tokens generated so far (`token_ar_mask` True on them), logits read at the
          last valid token.
 `decoder_*` fields time the planner engine itself (`SubtaskDecoder.decode`, the same mask as a vocab setting):
-wall time per call including preprocessing, and its own prefill/decode split.
+wall time per call including preprocessing, its own prefill/decode split, and its compilations
+(`decoder_compile_ms` per stage, `SubtaskDecoder.compiles`).
 `same_tokens` says whether all three agree: exactly in float32 (`--dtype float32`, the default); in bfloat16
 they may part ways where two logits nearly tie, since the paths round differently (`first_difference` says
 at which token). Figures are medians over `--reps` calls;
@@ -152,6 +153,7 @@ def run(bench: BenchConfig) -> dict[str, object]:
         "decoder_tokens_per_s": round(bench.new_tokens / decoder_s, 1),
         "decoder_prefill_ms": round(split.prefill_ms, 3),
         "decoder_decode_ms": round(split.decode_ms, 3),
+        "decoder_compile_ms": {event.stage: round(event.compile_ms, 1) for event in decoder.compiles},
         "same_tokens": first_difference(kv_tokens, naive_tokens, decoder_tokens) is None,
         "first_difference": first_difference(kv_tokens, naive_tokens, decoder_tokens),
         "dtype": cfg.dtype,

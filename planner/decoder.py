@@ -1,15 +1,15 @@
 """`SubtaskDecoder`: cameras + task (+ state) → the next subtask in words, with the pi0.5 language model.
 
 Each call batches the requests into a padded bucket, runs the prefix (images + `Task: {task}. Subtask: `) once,
-then decodes with `policy.decoding.generate`: a preallocated KV cache inside one `lax.while_loop`, the first
-token read at each row's last valid prefix token, early exit once every row has emitted EOS. A vocabulary
-mask is applied before every greedy or sampled choice (`planner.sampling.choose_token`).
+then decodes on from it with `policy.decoding.generate_from`: a preallocated KV cache inside one
+`lax.while_loop`, the first token read at each row's last valid prefix token, early exit once every row has
+emitted EOS. A vocabulary mask is applied before every greedy or sampled choice (`planner.sampling.choose_token`).
 
 The prefix pass and the decode loop are two compiled executables so their wall times can be reported apart.
-Both are compiled ahead of time, once per batch bucket (prefill) and per (bucket, max_new_tokens) (decode),
-and kept in a process-wide table keyed by the network's graph and the exact argument shapes: an executable
-never recompiles silently, and decoders over networks of one config (other weights, other vocab masks)
-share them. The mask, temperature, top-p and seed are runtime arguments, so changing them compiles nothing.
+Both are compiled ahead of time by `policy.compiled.CompiledStages` (as the actor's are), once per batch bucket
+(prefill) and per (bucket, max_new_tokens) (decode), into one process-wide table: decoders over networks of
+one config (other weights, other vocab masks) share them. The mask, temperature, top-p and seed are runtime
+arguments, so changing them compiles nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -26,12 +25,12 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from planner.sampling import choose_token
 from planner.vocab import all_mask, allowed_set_mask, printable_ascii_mask
 from policy import decoding
 from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
+from policy.compiled import CompiledStages, CompileEvent, ExecutableTable
 from policy.config import ModelConfig
 from policy.errors import UserFacingError
 from policy.gemma import KVCache
@@ -146,84 +145,35 @@ def _checked_mask(tokenizer: TextTokenizer, mask: np.ndarray, model_vocab_size: 
     return mask.copy()
 
 
-class _FilledPrefix:
-    """Stands in for the model inside `decoding.generate`, handing back a prefix pass that already ran.
-
-    `generate` starts with `model.fill_prefix(obs)`; answering it from the separately compiled (and timed)
-    prefill keeps one decode loop for the whole project instead of a second copy here.
-    """
-
-    def __init__(self, model: Pi05, hidden: jax.Array, cache: KVCache, prefix_mask: jax.Array) -> None:
-        self._model = model
-        self._filled = (hidden, cache, prefix_mask)
-
-    def fill_prefix(self, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
-        del obs
-        return self._filled
-
-    def logits(self, hidden: jax.Array) -> jax.Array:
-        return self._model.logits(hidden)
-
-    def decode_step(
-        self,
-        token: jax.Array,
-        position: jax.Array,
-        cache: KVCache,
-        write_index: jax.Array,
-        key_mask: jax.Array,
-    ) -> tuple[jax.Array, KVCache]:
-        return self._model.decode_step(token, position, cache, write_index, key_mask)
+def _prefill(model: Pi05, obs: ModelInput) -> decoding.PrefixPass:
+    return model.fill_prefix(obs)
 
 
-def _prefill_fn(graphdef: nnx.GraphDef) -> Callable:
-    def run(state: nnx.State, obs: ModelInput) -> tuple[jax.Array, KVCache, jax.Array]:
-        return nnx.merge(graphdef, state).fill_prefix(obs)
-
-    return run
-
-
-def _decode_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int, pad_id: int) -> Callable:
-    def run(
-        state: nnx.State,
-        hidden: jax.Array,
-        cache: KVCache,
-        prefix_mask: jax.Array,
-        allowed: jax.Array,
-        rng: jax.Array,
-        temperature: jax.Array,
-        top_p: jax.Array,
-    ) -> tuple[jax.Array, jax.Array]:
-        model = _FilledPrefix(nnx.merge(graphdef, state), hidden, cache, prefix_mask)
-        batch = hidden.shape[0]
-        batch_only = ModelInput({}, {}, jnp.zeros((batch, 0), jnp.int32), jnp.zeros((batch, 0), jnp.bool_))
-        choose = functools.partial(choose_token, allowed=allowed, temperature=temperature, top_p=top_p)
-        return decoding.generate(model, batch_only, max_new_tokens, choose, eos_id, pad_id, rng)
-
-    return run
+def _decode(
+    model: Pi05,
+    hidden: jax.Array,
+    cache: KVCache,
+    prefix_mask: jax.Array,
+    allowed: jax.Array,
+    rng: jax.Array,
+    temperature: jax.Array,
+    top_p: jax.Array,
+    *,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+) -> tuple[jax.Array, jax.Array]:
+    choose = functools.partial(choose_token, allowed=allowed, temperature=temperature, top_p=top_p)
+    return decoding.generate_from(model, (hidden, cache, prefix_mask), max_new_tokens, choose, eos_id, pad_id, rng)
 
 
-_EXECUTABLES: dict[tuple, Callable] = {}
-_EXECUTABLES_LOCK = threading.Lock()
+# Every decoder's executables: those over networks of one config serve each other.
+_EXECUTABLES = ExecutableTable()
 
 
 def compiled_executables() -> int:
     """How many prefill/decode executables this process has compiled (all decoders together)."""
     return len(_EXECUTABLES)
-
-
-def _signature(args: tuple) -> tuple:
-    leaves, tree = jax.tree.flatten(args)
-    return tree, tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-
-
-def _executable(static_key: tuple, make_fn: Callable[[], Callable], args: tuple) -> tuple[Callable, bool]:
-    """The compiled executable for `static_key` and the shapes of `args`, and whether this call compiled it."""
-    key = (*static_key, _signature(args))
-    with _EXECUTABLES_LOCK:
-        if key in _EXECUTABLES:
-            return _EXECUTABLES[key], False
-        _EXECUTABLES[key] = jax.jit(make_fn()).lower(*args).compile()
-        return _EXECUTABLES[key], True
 
 
 def _timed(fn: Callable, *args) -> tuple[Any, float]:
@@ -279,8 +229,7 @@ class SubtaskDecoder:
         allowed[list(forbidden)] = False
         allowed[cfg.state_token_offset :] = False
         self._allowed = jnp.asarray(allowed)
-        self._graphdef, self._state = nnx.split(model)
-        self._compile_count = 0
+        self._stages = CompiledStages(model, _EXECUTABLES)
 
     @property
     def max_new_tokens(self) -> int:
@@ -299,9 +248,19 @@ class SubtaskDecoder:
         return np.asarray(self._allowed)
 
     @property
+    def stages(self) -> CompiledStages:
+        """This decoder's compiled stages; the reasoning planner compiles its read-out among them."""
+        return self._stages
+
+    @property
+    def compiles(self) -> list[CompileEvent]:
+        """The compilations this decoder paid for, in order (those another decoder already made are not here)."""
+        return self._stages.events
+
+    @property
     def compile_count(self) -> int:
         """Executables this decoder had to compile (those another decoder already compiled are not counted)."""
-        return self._compile_count
+        return len(self.compiles)
 
     def decode(
         self,
@@ -348,10 +307,10 @@ class SubtaskDecoder:
 
     def prefill(self, rows: Sequence[Row]) -> Prefilled:
         """The compiled prefix pass over `rows` (at most the largest bucket), padded to their bucket."""
-        obs = build_input(self._cfg, rows, bucket_for(len(rows), self._buckets))
-        args = (self._state, obs)
-        prefill = self._compiled(("prefill", self._graphdef), lambda: _prefill_fn(self._graphdef), args)
-        (hidden, cache, prefix_mask), prefill_ms = _timed(prefill, *args)
+        bucket = bucket_for(len(rows), self._buckets)
+        obs = build_input(self._cfg, rows, bucket)
+        prefill = self._stages.executable(CompileEvent("prefill", bucket), _prefill, (obs,))
+        (hidden, cache, prefix_mask), prefill_ms = _timed(prefill, self._stages.state, obs)
         return Prefilled(hidden, cache, prefix_mask, len(rows), prefill_ms)
 
     def decode_prefilled(
@@ -361,7 +320,6 @@ class SubtaskDecoder:
         _check_max_new_tokens(max_new_tokens)
         check_sampling(temperature, top_p)
         args = (
-            self._state,
             filled.hidden,
             filled.cache,
             filled.prefix_mask,
@@ -371,12 +329,10 @@ class SubtaskDecoder:
             jnp.float32(top_p),
         )
         eos_id, pad_id = self._tokenizer.eos_id, self._tokenizer.pad_id
-        decode = self._compiled(
-            ("decode", self._graphdef, max_new_tokens, eos_id, pad_id),
-            lambda: _decode_fn(self._graphdef, max_new_tokens, eos_id, pad_id),
-            args,
-        )
-        (tokens, steps), decode_ms = _timed(decode, *args)
+        settings = {"max_new_tokens": max_new_tokens, "eos_id": eos_id, "pad_id": pad_id}
+        event = CompileEvent("decode", filled.hidden.shape[0])
+        decode = self._stages.executable(event, _decode, args, settings)
+        (tokens, steps), decode_ms = _timed(decode, self._stages.state, *args)
         tokens, steps = np.asarray(tokens), int(steps)
         results = []
         for row in tokens[: filled.rows]:
@@ -384,11 +340,6 @@ class SubtaskDecoder:
             text = self._tokenizer.decode(ids).strip()
             results.append(PlanResult(text, ids, finished, filled.prefill_ms, decode_ms))
         return results
-
-    def _compiled(self, static_key: tuple, make_fn: Callable[[], Callable], args: tuple) -> Callable:
-        executable, compiled_now = _executable(static_key, make_fn, args)
-        self._compile_count += compiled_now
-        return executable
 
     def _row(self, index: int, request: DecodeRequest) -> Row:
         where = f"requests[{index}]"

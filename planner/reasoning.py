@@ -20,13 +20,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from planner.decoder import (
     DecodeRequest,
@@ -39,6 +38,7 @@ from planner.decoder import (
 )
 from policy import masks
 from policy.batching import Row
+from policy.compiled import CompileEvent
 from policy.config import ModelConfig
 from policy.inputs import checked_text
 from policy.normalize import NormStats
@@ -88,16 +88,14 @@ class ReasoningStep:
     decode_ms: float
 
 
-def _begin_logits_fn(graphdef: nnx.GraphDef, special: ReasoningTokens) -> Callable:
-    begins = jnp.array([special.begin_reasoning, special.begin_action])
-
-    def run(state: nnx.State, hidden: jax.Array, prefix_mask: jax.Array) -> jax.Array:
-        rows = jnp.arange(hidden.shape[0])
-        end_of_prefix = masks.last_valid_index(prefix_mask) - 1
-        logits = nnx.merge(graphdef, state).logits(hidden[rows, end_of_prefix]).astype(jnp.float32)
-        return logits[:, begins]
-
-    return run
+def _begin_logits(
+    model: Pi05, hidden: jax.Array, prefix_mask: jax.Array, *, begin_reasoning: int, begin_action: int
+) -> jax.Array:
+    """The `<bor>` and `<boa>` logits [B,2] read after `<eop>` (the token before the prefix's last one)."""
+    rows = jnp.arange(hidden.shape[0])
+    end_of_prefix = masks.last_valid_index(prefix_mask) - 1
+    logits = model.logits(hidden[rows, end_of_prefix]).astype(jnp.float32)
+    return logits[:, jnp.array([begin_reasoning, begin_action])]
 
 
 class ReasoningPlanner:
@@ -130,8 +128,6 @@ class ReasoningPlanner:
         )
         self._tokenizer = tokenizer
         self._cfg = cfg
-        graphdef, self._state = nnx.split(model)
-        self._begin_logits = jax.jit(_begin_logits_fn(graphdef, self._special))
 
     @property
     def special(self) -> ReasoningTokens:
@@ -162,8 +158,12 @@ class ReasoningPlanner:
             raise DecodeRequestError(f"force must be one of {list(DECISIONS)} or None, got {force!r}")
         check_sampling(temperature, top_p)
         filled = self._decoder.prefill([self._row(request)])
+        args = (filled.hidden, filled.prefix_mask)
+        begins = {"begin_reasoning": self._special.begin_reasoning, "begin_action": self._special.begin_action}
+        stages = self._decoder.stages
+        readout = stages.executable(CompileEvent("readout", filled.hidden.shape[0]), _begin_logits, args, begins)
         start = time.perf_counter()
-        begin_logits = np.asarray(self._begin_logits(self._state, filled.hidden, filled.prefix_mask))[0]
+        begin_logits = np.asarray(readout(stages.state, *args))[0]
         margin = float(begin_logits[0] - begin_logits[1])
         readout_ms = (time.perf_counter() - start) * 1e3
         decision = force or ("think" if margin >= 0 else "act")

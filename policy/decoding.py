@@ -25,12 +25,12 @@ from policy.observation import ModelInput
 
 # (logits [B,V] float32, rng) → tokens [B] int32
 TokenChooser = Callable[[jax.Array, jax.Array], jax.Array]
+# `fill_prefix`'s result: final hidden states [B,P,D], the prefix KV cache, the prefix input mask [B,P]
+PrefixPass = tuple[Float[jax.Array, "b p d"], KVCache, Bool[jax.Array, "b p"]]
 
 
-class LanguageModel(Protocol):
-    """What decoding calls on a model: `policy.pi05.Pi05`, or a stand-in (planner.decoder's prefix that ran)."""
-
-    def fill_prefix(self, obs: ModelInput) -> tuple[Float[jax.Array, "b p d"], KVCache, Bool[jax.Array, "b p"]]: ...
+class TokenModel(Protocol):
+    """What decoding calls after the prefix pass: `policy.pi05.Pi05` has it."""
 
     def logits(self, hidden: Float[jax.Array, "*b d"]) -> Float[jax.Array, "*b v"]: ...
 
@@ -42,6 +42,12 @@ class LanguageModel(Protocol):
         write_index: Int[jax.Array, ""],
         key_mask: Bool[jax.Array, "b s"],
     ) -> tuple[Float[jax.Array, "b v"], KVCache]: ...
+
+
+class LanguageModel(TokenModel, Protocol):
+    """A `TokenModel` that also runs the prefix pass itself."""
+
+    def fill_prefix(self, obs: ModelInput) -> PrefixPass: ...
 
 
 def greedy(logits: jax.Array, rng: jax.Array) -> jax.Array:
@@ -58,7 +64,12 @@ class Prefill:
 
 
 def prefill(model: LanguageModel, obs: ModelInput, max_new_tokens: int) -> Prefill:
-    hidden, cache, prefix_mask = model.fill_prefix(obs)
+    return prefill_from(model, model.fill_prefix(obs), max_new_tokens)
+
+
+def prefill_from(model: TokenModel, prefix: PrefixPass, max_new_tokens: int) -> Prefill:
+    """`prefill` from a prefix pass that already ran."""
+    hidden, cache, prefix_mask = prefix
     last = masks.last_valid_index(prefix_mask)
     rows = jnp.arange(hidden.shape[0])
     first_logits = model.logits(hidden[rows, last]).astype(jnp.float32)
@@ -80,9 +91,21 @@ def generate(
 
     Trace it inside jit: the loop is a `lax.while_loop`, so nothing recompiles per token.
     """
-    start = prefill(model, obs, max_new_tokens)
-    batch = obs.batch_size
-    prefix_len = start.key_mask.shape[1] - max_new_tokens
+    return generate_from(model, model.fill_prefix(obs), max_new_tokens, choose, eos_id, pad_id, rng)
+
+
+def generate_from(
+    model: TokenModel,
+    prefix: PrefixPass,
+    max_new_tokens: int,
+    choose: TokenChooser = greedy,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+    rng: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """`generate` from a prefix pass that already ran: the planner compiles and times that pass on its own."""
+    start = prefill_from(model, prefix, max_new_tokens)
+    batch, prefix_len = start.first_logits.shape[0], start.key_mask.shape[1] - max_new_tokens
     first_position = jnp.sum(start.key_mask, axis=1, dtype=jnp.int32)
     rng = jax.random.key(0) if rng is None else rng
     eos = -1 if eos_id is None else eos_id

@@ -11,6 +11,8 @@ tokens, s cache slots, t action horizon, a action dims, d width, v vocabulary, .
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -58,6 +60,30 @@ def smooth_state_embeddings(cfg: ModelConfig, key: jax.Array) -> jax.Array:
     dim_code = jax.random.normal(key, (cfg.action_dim, width))
     rows = value_code[None, :, :] + dim_code[:, None, :]
     return (rows / jnp.std(rows)).reshape(cfg.action_dim * bins, width)
+
+
+# (x_t [b,t,a], t scalar) → v [b,t,a]
+Velocity = Callable[[jax.Array, jax.Array], jax.Array]
+# (x_t ↦ v at this t, x_t, t) → the velocity the step takes instead, e.g. the actor's RTC guidance
+Guide = Callable[[Callable[[jax.Array], jax.Array], jax.Array, jax.Array], jax.Array]
+
+
+def euler_integrate(
+    velocity: Velocity, noise: Float[jax.Array, "b t a"], num_steps: int, guide: Guide | None = None
+) -> Float[jax.Array, "b t a"]:
+    """x_0 from x_1 = noise in `num_steps` Euler steps of dt = -1/num_steps, openpi's `sample_actions` loop.
+
+    The one copy of the loop: the network's `sample_actions`, the actor's sampler (with `guide`) and the
+    benches integrate with it. It is one `fori_loop`, so inside jit no step returns to the host."""
+    dt = -1.0 / num_steps
+
+    def step(_: int, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        x_t, t = carry
+        v_t = velocity(x_t, t) if guide is None else guide(lambda x: velocity(x, t), x_t, t)
+        return x_t + dt * v_t, t + dt
+
+    x_0, _ = jax.lax.fori_loop(0, num_steps, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
+    return x_0
 
 
 class PaliGemma(nnx.Module):
@@ -218,6 +244,24 @@ class Pi05(nnx.Module):
         assert suffix_out is not None  # an expert with tokens in has hidden states out
         return self._action_velocity(suffix_out)
 
+    def denoise(
+        self,
+        obs: ModelInput,
+        cache: KVCache,
+        prefix_mask: Bool[jax.Array, "b p"],
+        noise: Float[jax.Array, "b t a"],
+        *,
+        num_steps: int = 10,
+        guide: Guide | None = None,
+    ) -> Float[jax.Array, "b t a"]:
+        """The Euler integration (`euler_integrate`) with the action expert against a filled prefix cache."""
+        batch = noise.shape[0]
+
+        def velocity(x_t: jax.Array, t: jax.Array) -> jax.Array:
+            return self.velocity_from_cache(obs, cache, prefix_mask, x_t, jnp.broadcast_to(t, (batch,)))
+
+        return euler_integrate(velocity, noise, num_steps, guide)
+
     def sample_actions(
         self,
         obs: ModelInput,
@@ -232,16 +276,7 @@ class Pi05(nnx.Module):
                 raise ValueError("sample_actions needs either noise or rng")
             noise = jax.random.normal(rng, (obs.batch_size, self.cfg.action_horizon, self.cfg.action_dim))
         _, cache, prefix_mask = self.fill_prefix(obs)
-        dt = -1.0 / num_steps
-        batch = obs.batch_size
-
-        def step(carry):
-            x_t, t = carry
-            v_t = self.velocity_from_cache(obs, cache, prefix_mask, x_t, jnp.broadcast_to(t, (batch,)))
-            return x_t + dt * v_t, t + dt
-
-        x_0, _ = jax.lax.while_loop(lambda c: c[1] >= -dt / 2, step, (noise.astype(jnp.float32), jnp.float32(1.0)))
-        return x_0
+        return self.denoise(obs, cache, prefix_mask, noise, num_steps=num_steps)
 
     # -- training ----------------------------------------------------------------------------------------------
 

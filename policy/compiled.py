@@ -1,0 +1,105 @@
+"""How the engines compile: each stage once per (settings, argument shapes), ahead of time, timed and recorded.
+
+The planner and the actor each run their network as a few stages (a prefix pass, then a decode or a denoise
+loop), one executable per batch bucket. `CompiledStages` holds one engine's: a stage is a function of the model
+and arrays; the model is split once into graph + state and the state goes in as an argument, so the weights are
+not baked into executables as constants and networks of one config can share an executable. Compiling ahead of
+time (`jit(...).lower(...).compile()`) means an executable never recompiles silently and its compile time is
+measured apart from any call's; each compilation is recorded as a `CompileEvent`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import jax
+from flax import nnx
+
+Stage = Callable[..., Any]  # (model, *arrays, **settings) → arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileEvent:
+    """One compilation of a stage for a batch bucket (`guided`: the actor's RTC denoiser).
+
+    compile_ms (lowering + XLA compilation) is left out of equality, so that tests can name the events they expect.
+    """
+
+    stage: str
+    batch: int
+    guided: bool = False
+    compile_ms: float = dataclasses.field(default=0.0, compare=False)
+
+
+class ExecutableTable:
+    """Compiled executables by stage, settings, network graph and argument shapes; one may serve several engines."""
+
+    def __init__(self) -> None:
+        self._executables: dict[Hashable, Callable] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._executables)
+
+    def get_or_compile(self, key: Hashable, compile_fn: Callable[[], Callable]) -> Callable:
+        """The executable under `key`, compiled by `compile_fn` first if absent (one compilation at a time)."""
+        with self._lock:
+            if key not in self._executables:
+                self._executables[key] = compile_fn()
+            return self._executables[key]
+
+
+class CompiledStages:
+    """One engine's compiled stages over one network, and the compilations it paid for (`events`).
+
+    A stage another engine already compiled into the same `table` is reused and not counted again.
+    """
+
+    def __init__(self, model: nnx.Module, table: ExecutableTable | None = None) -> None:
+        self._graphdef, self.state = nnx.split(model)
+        self._network = (self._graphdef, _signature(self.state))
+        self._table = ExecutableTable() if table is None else table
+        self._own: dict[Hashable, Callable] = {}  # this engine's lookups, keyed without hashing the graph again
+        self.events: list[CompileEvent] = []
+
+    def executable(
+        self, event: CompileEvent, stage: Stage, args: tuple, settings: Mapping[str, Hashable] | None = None
+    ) -> Callable:
+        """The executable of `stage(model, *args, **settings)` for `args`' shapes, called as
+        `executable(state, *args)`; the first request for these shapes compiles it, recorded as `event`."""
+        settings = settings or {}
+        own_key = (stage, tuple(sorted(settings.items())), _signature(args))
+        found = self._own.get(own_key)
+        if found is not None:
+            return found
+
+        def compile_stage() -> Callable:
+            start = time.perf_counter()
+            run = functools.partial(_merged, self._graphdef, functools.partial(stage, **settings))
+            compiled = jax.jit(run).lower(self.state, *args).compile()
+            self.events.append(dataclasses.replace(event, compile_ms=(time.perf_counter() - start) * 1e3))
+            return compiled
+
+        found = self._table.get_or_compile((*own_key, self._network), compile_stage)
+        self._own[own_key] = found
+        return found
+
+    @property
+    def compile_ms(self) -> float:
+        """Wall time this engine spent compiling."""
+        return sum(event.compile_ms for event in self.events)
+
+
+def _merged(graphdef: nnx.GraphDef, stage: Stage, state: nnx.State, *args: Any) -> Any:
+    return stage(nnx.merge(graphdef, state), *args)
+
+
+def _signature(args: Any) -> tuple:
+    """The tree structure, shapes and dtypes of `args`: what an executable is compiled for."""
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((x.shape, x.dtype, getattr(x, "weak_type", False)) for x in leaves)
