@@ -7,8 +7,9 @@ Importing the package loads none of its submodules: each public name imports its
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from training.checkpoints import Checkpoints
@@ -69,15 +70,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Imports the submodule that defines a public name on its first use (PEP 562)."""
-    for module, names in _EXPORTS.items():
-        if name in names:
-            value = getattr(importlib.import_module(module), name)
-            globals()[name] = value  # later lookups find it without calling this
-            return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# lazy_loader supplies PEP 562 `__getattr__` and `__dir__`: a name imports its submodule on first use.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__, submod_attrs={module.removeprefix(__name__ + "."): list(names) for module, names in _EXPORTS.items()}
+)
