@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
-from app.planner_eval import DEFAULT_TASKS, Frame, collect_frames, phase_of
+from app.planner_eval import DEFAULT_TASKS, Frame, collect_frames, phase_of, speaks_locations
 from policy.errors import UserFacingError
 from policy.model_dir import ModelDir
 from sim.episode import ACTION_DIMS
@@ -80,9 +80,10 @@ def evaluate(
     config = EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
     engine = ChunkEngine.from_model_dir(model_dir, config)
     image_size = model_dir.config.vision.image_size
+    locations = speaks_locations(model_dir.text_tokenizer().pieces())
     summary: dict = {"checkpoint": str(checkpoint), "episodes_per_task": episodes}
     for split, seed in (seeds or {"train": TRAIN_SEED, "heldout": HELDOUT_SEED}).items():
-        frames = collect_frames(tasks, episodes, seed, image_size, every=every, progress=progress)
+        frames = collect_frames(tasks, episodes, seed, image_size, every=every, locations=locations, progress=progress)
         predicted = first_actions(engine, frames, batch)
         expert = np.stack([_expert_action(f) for f in frames])
         by_phase = collections.defaultdict(list)

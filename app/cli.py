@@ -243,6 +243,7 @@ def _record(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             action_noise=args.action_noise,
             mistakes=args.mistakes,
+            locations=args.locations,
             same_scene=args.same_scene,
         )
     except RuntimeError as err:
@@ -530,6 +531,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="P",
         help="with probability P per stage the first grasp misses on purpose; the labels show the recovery",
+    )
+    p.add_argument(
+        "--locations",
+        action="store_true",
+        help="end every subtask label with its target's table position, e.g. 'move to the red cube <x12><y07>'",
     )
     p.add_argument(
         "--same-scene",

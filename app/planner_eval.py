@@ -34,7 +34,8 @@ from policy.errors import UserFacingError
 from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
 from policy.prompts import clean_instruction
-from sim.expert import run_episode
+from sim.expert import GRASP_XY, ScriptedExpert, run_episode
+from sim.locations import location_symbols, split_location
 from sim.rollout_report import latency_summary
 from sim.tasks import list_tasks, make
 from training.metrics import Progress
@@ -80,9 +81,11 @@ def collect_frames(
     *,
     every: int = 1,
     cameras: Mapping[str, str] = LIBERO_CAMERAS,
+    locations: bool = False,
     progress: bool = False,
 ) -> list[Frame]:
-    """Every `every`-th frame (from step 0) of `episodes` expert episodes per task, with its label."""
+    """Every `every`-th frame (from step 0) of `episodes` expert episodes per task, with its label (ending in
+    the target's location words with `locations`)."""
     bar = Progress(len(tasks) * episodes, label="episodes", enabled=progress)
     frames: list[Frame] = []
     done = 0
@@ -91,7 +94,7 @@ def collect_frames(
             env = make(task, seed=seed, image_size=image_size, cameras=tuple(cameras))
             try:
                 for k in range(episodes):
-                    frames += _episode_frames(env, task, seed + k, every, cameras)
+                    frames += _episode_frames(env, task, seed + k, every, cameras, locations)
                     done += 1
                     bar.update(done, f"{len(frames)} frames")
             finally:
@@ -101,7 +104,7 @@ def collect_frames(
     return frames
 
 
-def _episode_frames(env, task: str, seed: int, every: int, cameras: Mapping[str, str]) -> list[Frame]:
+def _episode_frames(env, task: str, seed: int, every: int, cameras: Mapping[str, str], locations: bool) -> list[Frame]:
     frames = []
 
     def keep(obs: dict, action: np.ndarray, subtask: str) -> None:
@@ -120,7 +123,7 @@ def _episode_frames(env, task: str, seed: int, every: int, cameras: Mapping[str,
                 )
             )
 
-    run_episode(env, seed=seed, on_step=keep)
+    run_episode(env, ScriptedExpert(locations=locations), seed=seed, on_step=keep)
     return frames
 
 
@@ -164,7 +167,9 @@ def score(predictions: Sequence[str], labels: Sequence[str], tasks: Sequence[str
     if not labels:
         raise ValueError("no frames to score")
     expected = [clean_instruction(label) for label in labels]
-    hits = [got == want for got, want in zip(predictions, expected, strict=True)]
+    said = [split_location(got) for got in predictions]
+    meant = [split_location(want) for want in expected]
+    hits = [got[0] == want[0] for got, want in zip(said, meant, strict=True)]
     phases = [phase_of(want) for want in expected]
 
     def rate(rows: list[int]) -> dict:
@@ -182,7 +187,7 @@ def score(predictions: Sequence[str], labels: Sequence[str], tasks: Sequence[str
         return {key: rate(rows[key]) for key in order if key in rows}
 
     mismatches = collections.Counter(
-        (want, got) for got, want, hit in zip(predictions, expected, hits, strict=True) if not hit
+        (want[0], got[0]) for got, want, hit in zip(said, meant, hits, strict=True) if not hit
     )
     phase_hits = sum(phase_of(got) == phase for got, phase in zip(predictions, phases, strict=True))
     return {
@@ -190,11 +195,38 @@ def score(predictions: Sequence[str], labels: Sequence[str], tasks: Sequence[str
         "phase_match": phase_hits / len(labels),
         "per_task": grouped(tasks, list(dict.fromkeys(tasks))),
         "per_phase": grouped(phases, (*PHASES, OTHER_PHASE)),
+        "location": location_fit([got[1] for got in said], [want[1] for want in meant], hits),
         "mismatches": [
             {"expected": want, "got": got, "count": count}
             for (want, got), count in mismatches.most_common(MISMATCH_EXAMPLES)
         ],
     }
+
+
+def location_fit(said: Sequence[np.ndarray | None], meant: Sequence[np.ndarray | None], hits: Sequence[bool]) -> dict:
+    """How far the planner's location words put the target from the expert's, on frames whose words match and
+    whose label has a location: the median error of those that name one, and the share within the gripper's
+    tolerance (`sim.expert.GRASP_XY`, 1.5 cm), a missing location counting as outside. `{"frames": 0}` when no
+    label has a location."""
+    rows = [i for i, want in enumerate(meant) if want is not None and hits[i]]
+    errors = [
+        float(np.linalg.norm(got - want))
+        for got, want in ((said[i], meant[i]) for i in rows)
+        if got is not None and want is not None
+    ]
+    if not rows:
+        return {"frames": 0}
+    return {
+        "frames": len(rows),
+        "missing": len(rows) - len(errors),
+        "median_cm": round(100 * float(np.median(errors)), 2) if errors else None,
+        "within_grasp_tolerance": round(sum(e <= GRASP_XY for e in errors) / len(rows), 4),
+    }
+
+
+def speaks_locations(pieces: Sequence[str]) -> bool:
+    """Whether a checkpoint's tokenizer holds the built-in tasks' location words (it was trained on them)."""
+    return set(location_symbols()) <= set(pieces)
 
 
 def load_decoder(
@@ -262,6 +294,7 @@ def evaluate(
         image_size,
         every=every,
         cameras=cameras,
+        locations=speaks_locations(model_dir.text_tokenizer().pieces()),
         progress=progress,
     )
     predictions = plan_frames(decoder, frames, batch, progress=progress)
@@ -314,6 +347,13 @@ def report_lines(summary: dict) -> list[str]:
     lines.append("per phase of the expected label:")
     lines += [f"  {phase:<12} {ratio(row)}" for phase, row in summary["per_phase"].items()]
     lines.append(f"phase match (right verb, any object): {summary['phase_match']:.3f}")
+    location = summary["location"]
+    if location["frames"]:
+        lines.append(
+            f"location words, {location['frames']} frames with the right words: median error "
+            f"{location['median_cm']} cm, {location['within_grasp_tolerance']:.3f} within the grasp tolerance "
+            f"({location['missing']} without a location)"
+        )
     if summary["unfinished"]:
         lines.append(f"{summary['unfinished']} decodes hit --max-tokens before EOS")
     if summary["mismatches"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -135,13 +136,16 @@ def train_tokenizer(
 ) -> Path:
     """Train a tiny BPE SentencePiece model on the built-in robot corpus (+ `extra_text`) and write it.
 
-    Same arguments give the same bytes: the corpus order is fixed and training runs on one thread. The built-in
-    corpus supports vocab sizes from about 330 (256 byte pieces + specials + its characters) to about 1150;
-    `extra_text` raises the upper bound. Out-of-range sizes raise ValueError.
+    Symbols of the form `<name12>` in the text (the built-in tasks' location words, `<x12><y07>`) become
+    single pieces, as PaliGemma's `<loc0123>` are. Same arguments give the same bytes: the corpus order is
+    fixed and training runs on one thread. The built-in corpus supports vocab sizes from about 330 (256 byte
+    pieces + specials + its characters) to about 1150; `extra_text` raises the upper bound.
+    Out-of-range sizes raise ValueError.
     """
     if vocab_size <= 0:
         raise ValueError(f"vocab_size must be positive, got {vocab_size}")
     lines = [*robot_corpus(), *(_as_line(t) for t in extra_text)]
+    symbols = sorted({symbol for line in lines for symbol in _SYMBOL.findall(line)})
     buffer = io.BytesIO()
     try:
         sentencepiece.SentencePieceTrainer.train(
@@ -160,7 +164,7 @@ def train_tokenizer(
             add_dummy_prefix=False,
             remove_extra_whitespaces=False,
             allow_whitespace_only_pieces=True,
-            user_defined_symbols=["\n"],
+            user_defined_symbols=["\n", *symbols],
             max_sentence_length=1 << 14,
             num_threads=1,
             minloglevel=2,
@@ -181,6 +185,7 @@ def _as_line(text: str) -> str:
     return text
 
 
+_SYMBOL = re.compile(r"<[a-z]+\d+>")
 _COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink", "gray", "brown")
 _OBJECTS = (
     "cube",

@@ -29,6 +29,7 @@ import numpy as np
 from sim import rotations as rot
 from sim import scene as sc
 from sim.env import POS_SCALE, ROT_SCALE
+from sim.locations import location_words
 from sim.tasks import in_container
 
 APPROACH, GRASP, LIFT, TRANSPORT, RELEASE = "approach", "grasp", "lift", "transport", "release"
@@ -132,11 +133,13 @@ class ScriptedExpert:
         release_seconds: float = 0.3,
         turn_wrist: bool = False,
         first_grasp_offset: dict[int, np.ndarray] | None = None,
+        locations: bool = False,
     ):
         """turn_wrist: align the fingers with the object's yaw (the built-in tasks bound the yaw so that a
         straight hand always fits, and then no rotation action is needed).
         first_grasp_offset: {stage: xyz offset} added to the grasp point of the first attempt of that stage,
         a deliberate miss that the expert then recovers from (see sim.recorder's ``mistakes``).
+        locations: each subtask ends with its target's table position, `<xNN><yNN>` (`sim.locations`).
         """
         self.max_speed = max_speed  # m/s
         self.descend_speed = descend_speed
@@ -145,6 +148,7 @@ class ScriptedExpert:
         self.release_seconds = release_seconds
         self.turn_wrist = turn_wrist
         self.first_grasp_offset = dict(first_grasp_offset or {})
+        self.locations = locations
         self._episode_key = None
 
     # ------------------------------------------------------------------------------- bookkeeping
@@ -184,7 +188,19 @@ class ScriptedExpert:
         if not self.turn_wrist:
             target_yaw = 0.0
         self._label = _subtask(self.phase, ospec.description, cspec.description)
+        if self.locations:
+            self._label = f"{self._label} {location_words(self._target_xy(env))}"
         return self._action(env, target_pos, target_yaw, grip), self._label
+
+    def _target_xy(self, env) -> np.ndarray:
+        """Where the current subtask is about: the object until it is grasped, the grasp while it is lifted (the
+        object swings in the fingers), then the drop point."""
+        if self.phase in (GRASP, LIFT) and self.hold_pos is not None:
+            return self.hold_pos[:2]
+        if self.phase in (TRANSPORT, RELEASE):
+            offset = self.release_xy if self.release_xy is not None else np.zeros(2)
+            return env.body_pos(self._con)[:2] + offset
+        return env.body_pos(self._obj)[:2]
 
     # -------------------------------------------------------------------------------- the machine
 

@@ -24,6 +24,7 @@ get back on track from the states a policy reaches through its own errors (DART,
 - ``mistakes`` p > 0: with probability p per stage, the executing expert's first grasp of that stage aims
   beside the object (5.5–7 cm along the fingers' width) or closes above it (4–5 cm); the clean expert's
   labels then show how to back off, reopen and grasp again.
+``locations`` ends every subtask label with its target's table position (`sim.locations`).
 Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
 ``seed + k`` and task ``task_name[k % len(task_name)]``, so a run is reproducible; kept episodes keep the
@@ -143,8 +144,10 @@ class _EpisodeWorker:
         task_options: dict,
         action_noise: float = 0.0,
         mistakes: float = 0.0,
+        locations: bool = False,
     ):
         self.scratch = scratch
+        self.locations = locations
         self.action_noise = action_noise
         self.mistakes = mistakes
         self.image_size = tuple(image_size)
@@ -175,7 +178,7 @@ class _EpisodeWorker:
         env = self.env(task_name)
         noise_rng = np.random.default_rng([seed, attempt])
         obs = env.reset(seed=seed)
-        labeller = ScriptedExpert()
+        labeller = ScriptedExpert(locations=self.locations)
         executor = ScriptedExpert(first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)))
         h, w = self.image_size
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]
@@ -259,10 +262,10 @@ def draw_mistakes(rng: np.random.Generator, prob: float, stages: int) -> dict[in
 _WORKER: _EpisodeWorker | None = None
 
 
-def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes):
+def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations):
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes)
+    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations)
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
@@ -398,7 +401,12 @@ class _DatasetWriter:
         self.episodes += 1
 
     def write_meta(
-        self, image_size: tuple[int, int], cameras: Sequence[str], action_noise: float, mistakes: float
+        self,
+        image_size: tuple[int, int],
+        cameras: Sequence[str],
+        action_noise: float,
+        mistakes: float,
+        locations: bool,
     ) -> None:
         out, fps = self.out, self.fps
         n_eps = self.episodes
@@ -415,6 +423,7 @@ class _DatasetWriter:
             "splits": {"train": f"0:{n_eps}"},
             "action_noise": action_noise,
             "mistakes": mistakes,
+            "locations": locations,
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH,
             "features": build_features(image_size, cameras, fps),
@@ -444,6 +453,7 @@ def record(
     action_noise: float = 0.0,
     mistakes: float = 0.0,
     same_scene: bool = False,
+    locations: bool = False,
     **task_options,
 ) -> dict:
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
@@ -492,7 +502,9 @@ def record(
 
     try:
         if workers <= 1:
-            worker = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes)
+            worker = _EpisodeWorker(
+                scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations
+            )
             try:
                 while dataset.episodes < episodes and attempts < max_attempts:
                     r = worker.run(*job(attempts))
@@ -510,7 +522,7 @@ def record(
                 max_workers=workers,
                 mp_context=ctx,
                 initializer=_pool_init,
-                initargs=(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes),
+                initargs=(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations),
             ) as pool:
                 pending: deque = deque()
                 submitted = 0
@@ -537,7 +549,7 @@ def record(
             f"only {dataset.episodes} of {episodes} episodes succeeded in {attempts} attempts "
             f"(failed: {dataset.failed_seeds})"
         )
-    dataset.write_meta(image_size, cameras, action_noise, mistakes)
+    dataset.write_meta(image_size, cameras, action_noise, mistakes, locations)
     return {
         "out_dir": str(out),
         "episodes": dataset.episodes,

@@ -85,6 +85,17 @@ def test_vocab_size_and_extra_text_are_honoured(tmp_path: Path) -> None:
     assert len(extra.encode(word)) == 1 < len(plain.encode(word))
 
 
+def test_symbols_in_extra_text_become_single_pieces(tmp_path: Path) -> None:
+    """Location words such as `<x12><y07>` must each be one piece, or the planner would spell them out and the
+    actor would read digits."""
+    labels = ["move to the red cube <x12><y07>", "lift the red cube <x03><y41>"]
+    tokenizer = TextTokenizer(train_tokenizer(tmp_path / "loc.model", vocab_size=512, extra_text=labels))
+    ids = tokenizer.encode("grasp the blue ball <x12><y41>")
+    assert [tokenizer.id_to_piece(i) for i in ids[-2:]] == ["<x12>", "<y41>"]
+    assert tokenizer.decode(ids) == "grasp the blue ball <x12><y41>"
+    assert len(tokenizer.encode("<x13>")) > 1  # only symbols the text holds are reserved
+
+
 def test_impossible_vocab_size_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="100000"):
         train_tokenizer(tmp_path / "big.model", vocab_size=100_000)

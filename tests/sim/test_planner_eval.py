@@ -132,3 +132,18 @@ def test_a_wrong_checkpoint_dir_is_one_error_line(tmp_path, capsys):
     assert "unknown task 'stack'" in capsys.readouterr().err
     assert planner_eval.main(["--checkpoint", str(tmp_path), "--config", "huge"]) == 2
     assert "unknown --config 'huge'" in capsys.readouterr().err
+
+
+def test_location_words_are_scored_apart_from_the_subtask():
+    """The words decide exact match; the location's error is measured on frames whose words match."""
+    labels = ["move to the red cube <x10><y10>", "move to the red cube <x10><y10>", "lift the red cube <x10><y10>"]
+    predictions = ["move to the red cube <x11><y10>", "move to the red cube", "lift the blue cube <x10><y10>"]
+    result = planner_eval.score(predictions, labels, ["pick_place"] * 3)
+    assert result["exact_match"] == 2 / 3
+    assert result["location"] == {
+        "frames": 2,
+        "missing": 1,
+        "median_cm": 1.0,
+        "within_grasp_tolerance": 0.5,
+    }
+    assert planner_eval.score(PREDICTIONS, LABELS, TASKS)["location"] == {"frames": 0}

@@ -1,0 +1,43 @@
+"""Location words: the built-in expert's labels end with its target's table position in 1-cm bins."""
+
+import numpy as np
+import pytest
+
+from sim.expert import APPROACH, TRANSPORT, ScriptedExpert
+from sim.locations import BIN, location_symbols, location_words, split_location
+from sim.tasks import PLACE_X, PLACE_Y, make
+
+
+def test_words_round_trip_to_the_bin_centre_and_clip_to_the_table():
+    xy = np.array([0.0123, -0.0871])
+    words, centre = split_location(f"move to the red cube {location_words(xy)}")
+    assert words == "move to the red cube"
+    assert np.all(np.abs(centre - xy) <= BIN / 2 + 1e-9)
+    _, corner = split_location(location_words(np.array([-1.0, 1.0])))
+    assert corner == pytest.approx([PLACE_X[0] + BIN / 2, PLACE_Y[1] - BIN / 2])
+    assert split_location("move to the red cube") == ("move to the red cube", None)
+    assert len(set(location_symbols())) == len(location_symbols()) == 30 + 42
+
+
+def test_the_expert_names_the_object_then_the_drop_point():
+    env = make("pick_place", seed=3, image_size=32)
+    env.reset(seed=3)
+    expert = ScriptedExpert(locations=True)
+    seen: dict[str, np.ndarray] = {}
+    try:
+        for _ in range(env.max_steps):
+            action, label = expert.act(env)
+            words, centre = split_location(label)
+            assert centre is not None
+            seen.setdefault(expert.phase, centre)
+            obj, con = env.goal.stages[0]
+            if expert.phase == APPROACH:
+                assert np.linalg.norm(centre - env.body_pos(obj)[:2]) <= BIN
+            if expert.phase == TRANSPORT:
+                assert np.linalg.norm(centre - env.body_pos(con)[:2]) <= 0.04  # drop point in the container
+            _, done, info = env.step(action)
+            if done:
+                break
+    finally:
+        env.close()
+    assert info["success"] and {APPROACH, TRANSPORT} <= set(seen)
