@@ -151,6 +151,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     if args.noise_scale is not None and not 0 <= args.noise_scale < float("inf"):
         raise UserError(f"--noise-scale must be a finite number >= 0, got {args.noise_scale}")
+    for flag, value in (("--max-batch", args.max_batch), ("--planner-max-batch", args.planner_max_batch)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
     options = RuntimeOptions(
         model=_model_source(args),
         address=f"{args.host}:{args.port}",
@@ -162,6 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
         action_dims=args.action_dims,
         state_dims=args.state_dims,
         max_batch=args.max_batch,
+        planner_max_batch=args.planner_max_batch,
         max_wait_ms=args.max_wait_ms,
         num_steps=args.num_steps,
         security=_security(args),
@@ -184,6 +188,8 @@ def _serve_planner(args: argparse.Namespace) -> int:
     _configure_logging()
     set_cpu_affinity(args.cpus)
     address = args.address or f"{args.host}:{args.port}"
+    if args.max_batch < 1:
+        raise UserError(f"--max-batch must be >= 1, got {args.max_batch}")
     options = PlannerOptions(
         model=_model_source(args),
         address=address,
@@ -192,6 +198,7 @@ def _serve_planner(args: argparse.Namespace) -> int:
         reasoning=args.reasoning,
         security=_security(args),
         max_message_mb=args.max_message_mb,
+        max_batch=args.max_batch,
     )
     run_async(serve_planner(options))
     return 0
@@ -496,6 +503,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action-dims", type=int, help="action dims sent to the robot (default: the norm stats')")
     p.add_argument("--state-dims", type=int, help="state dims expected from the robot (default: the norm stats')")
     p.add_argument("--max-batch", type=int, default=8, help="most sessions sampled together")
+    p.add_argument(
+        "--planner-max-batch",
+        type=int,
+        default=4,
+        help="most sessions' observations the planner decodes together (one prefill)",
+    )
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits for more sessions")
     p.add_argument("--num-steps", type=int, default=10, help="Euler steps per chunk")
     p.add_argument("--actor-cpus", help="pin the runtime process to these cores, e.g. 0 or 0-3")
@@ -628,6 +641,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="bind this address instead of --host/--port (e.g. unix:/tmp/planner.sock)")
     p.add_argument("--vocab", choices=["ascii", "all"], default="ascii", help="tokens the planner may emit")
     p.add_argument("--cpus", help="pin this process to these cores")
+    p.add_argument(
+        "--max-batch", type=int, default=4, help="most sessions' observations decoded together (one prefill)"
+    )
     p.set_defaults(run=_serve_planner)
     return parser
 

@@ -1,7 +1,8 @@
 """The runtime's side of the planner stream: keeps every session's subtask current without ever blocking chunks.
 
 One `Link` stream to the planner; when the planner is free, the link sends the latest unplanned observation
-of the session planned least recently (subject to a per-session minimum interval) and waits for the reply.
+of each of the `max_batch` sessions planned least recently (subject to a per-session minimum interval), which
+the planner decodes as one batch, and waits for the replies.
 A planner that is down, slow or hung costs only subtask freshness: the link times out, reconnects with
 exponential backoff, and resumes; sessions keep their last subtask meanwhile.
 """
@@ -34,7 +35,11 @@ class PlannerLink:
         stream_lifetime_s: float = 3600.0,
         backoff_s: tuple[float, float] = (0.2, 10.0),
         metadata: tuple[tuple[str, str], ...] = (),
+        max_batch: int = 1,
     ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self._max_batch = max_batch
         self._channel_factory = channel_factory
         self._registry = registry
         self._stats = stats
@@ -73,31 +78,33 @@ class PlannerLink:
 
     async def _pump(self, call) -> None:
         while True:
-            session = await self._next_session()
-            snapshot = self._registry.take_snapshot(session)
-            session.last_planned_at = time.monotonic()
-            await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
-            reply = await asyncio.wait_for(call.read(), self._reply_timeout)
-            if reply is grpc.aio.EOF:
-                raise ConnectionError("planner closed the link")
-            if not self.connected:
-                log.info("planner link up")
-            self.connected = True
-            self._stats.observe("planner_decode", reply.decode_ms)
-            update = self._registry.apply_subtask(reply)
-            if update is not None:
-                self._stats.count("subtask_updates")
-                target = self._registry.get(update.session_id)
-                if target is not None:
-                    target.updates.put_nowait(update)
+            sessions = await self._next_sessions()
+            for session in sessions:
+                snapshot = self._registry.take_snapshot(session)
+                session.last_planned_at = time.monotonic()
+                await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
+            for _ in sessions:
+                reply = await asyncio.wait_for(call.read(), self._reply_timeout)
+                if reply is grpc.aio.EOF:
+                    raise ConnectionError("planner closed the link")
+                if not self.connected:
+                    log.info("planner link up")
+                self.connected = True
+                self._stats.observe("planner_decode", reply.decode_ms)
+                update = self._registry.apply_subtask(reply)
+                if update is not None:
+                    self._stats.count("subtask_updates")
+                    target = self._registry.get(update.session_id)
+                    if target is not None:
+                        target.updates.put_nowait(update)
 
-    async def _next_session(self) -> Session:
+    async def _next_sessions(self) -> list[Session]:
         while True:
             now = time.monotonic()
             ready = [s for s in self._registry.sessions() if s.pending_snapshot is not None]
             due = [s for s in ready if now - s.last_planned_at >= self._interval]
             if due:
-                return min(due, key=lambda s: s.last_planned_at)
+                return sorted(due, key=lambda s: s.last_planned_at)[: self._max_batch]
             self._wakeup.clear()
             wait = None
             if ready:

@@ -79,6 +79,7 @@ class RuntimeOptions:
     planner_cpus: str | None = None
     planner_devices: str | None = None
     planner_max_tokens: int | None = None
+    planner_max_batch: int = 4
     reasoning: bool = False
     ready_file: pathlib.Path | None = None
     openpi_port: int | None = None
@@ -96,6 +97,7 @@ class PlannerOptions:
     reasoning: bool = False
     security: grpc_server.Security = grpc_server.Security()
     max_message_mb: int = grpc_server.DEFAULT_MAX_MESSAGE_MB
+    max_batch: int = 4
 
 
 def set_cpu_affinity(cpus: str | None) -> None:
@@ -128,6 +130,7 @@ async def serve_planner(options: PlannerOptions) -> None:
         ReasoningSessions,
     )
     from planner.service import PlannerService
+    from policy.batching import BATCH_BUCKETS
 
     model_dir = options.model.open()
     tokenizer = model_dir.text_tokenizer()
@@ -162,13 +165,14 @@ async def serve_planner(options: PlannerOptions) -> None:
             cfg,
             vocab=options.vocab,
             max_new_tokens=max_tokens,
-            buckets=(1,),
+            buckets=tuple(b for b in BATCH_BUCKETS if b < options.max_batch) + (options.max_batch,),
             norm_stats=model_dir.norm_stats,
         )
         decoder.warm_up()
         return decoder
 
-    service.target = PlannerService(await loop.run_in_executor(None, build), stats)
+    planner = await loop.run_in_executor(None, build)
+    service.target = PlannerService(planner, stats, max_batch=options.max_batch)
     await health.set(True)
     log.info("planner ready")
     try:
@@ -228,7 +232,7 @@ class PlannerSupervisor:
     def command(self) -> list[str]:
         o = self._options
         cmd = [sys.executable, "-m", "app.cli", "serve-planner", *o.model.cli_args(), "--address", self.address]
-        cmd += ["--max-message-mb", str(o.max_message_mb)]
+        cmd += ["--max-message-mb", str(o.max_message_mb), "--max-batch", str(o.planner_max_batch)]
         if o.planner_max_tokens is not None:
             cmd += ["--max-tokens", str(o.planner_max_tokens)]
         if o.reasoning:
@@ -318,6 +322,7 @@ async def serve_runtime(options: RuntimeOptions) -> None:
         registry,
         stats,
         interval_s=options.planner_interval_s,
+        max_batch=options.planner_max_batch,
         metadata=grpc_server.auth_metadata(options.security.token),
     )
     service = RobotRuntimeService(
