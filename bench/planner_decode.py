@@ -11,6 +11,9 @@ exactly `--new-tokens` tokens. Each is one compiled call, compiled and run once 
 `decoder_*` fields time the planner engine itself (`SubtaskDecoder.decode`, the same mask as a vocab setting):
 wall time per call including preprocessing, its own prefill/decode split, and its compilations
 (`decoder_compile_ms` per stage, `SubtaskDecoder.compiles`).
+`batched_*` fields compare the engine decoding `--sessions` different observations (one per robot session) in
+one call, one prefill for all (what the planner process does with the runtime's batched `Link`), against the
+same observations one call each: `batching_speedup` is the ratio of sessions decoded per second.
 `same_tokens` says whether all three agree: exactly in float32 (`--dtype float32`, the default); in bfloat16
 they may part ways where two logits nearly tie, since the paths round differently (`first_difference` says
 at which token). Figures are medians over `--reps` calls;
@@ -62,6 +65,7 @@ class BenchConfig:
     reps: int
     seed: int
     dtype: str = "float32"
+    sessions: int = 4
 
 
 def masked_greedy(allowed: np.ndarray) -> decoding.TokenChooser:
@@ -114,7 +118,10 @@ def run(bench: BenchConfig) -> dict[str, object]:
     never_eos = all_mask(tokenizer, cfg.vocab_size)
     never_eos[tokenizer.eos_id] = False
     choose = masked_greedy(never_eos)
-    decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=never_eos, max_new_tokens=bench.new_tokens, buckets=(1,))
+    buckets = tuple(sorted({1, bench.sessions}))
+    decoder = SubtaskDecoder(model, tokenizer, cfg, vocab=never_eos, max_new_tokens=bench.new_tokens, buckets=buckets)
+    sessions = [planner_request(cfg, bench.seed + i) for i in range(bench.sessions)]
+    decoder.decode(sessions)
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -133,6 +140,8 @@ def run(bench: BenchConfig) -> dict[str, object]:
             "kv": lambda: kv(state, obs),
             "naive": lambda: naive(state, obs),
             "decoder": lambda: decoder.decode([request]),
+            "sequential": lambda: [decoder.decode([one]) for one in sessions],
+            "batched": lambda: decoder.decode(sessions),
         },
         bench.reps,
     )
@@ -153,6 +162,10 @@ def run(bench: BenchConfig) -> dict[str, object]:
         "decoder_tokens_per_s": round(bench.new_tokens / decoder_s, 1),
         "decoder_prefill_ms": round(split.prefill_ms, 3),
         "decoder_decode_ms": round(split.decode_ms, 3),
+        "sessions": bench.sessions,
+        "sequential_sessions_per_s": round(bench.sessions / statistics.median(times["sequential"]), 2),
+        "batched_sessions_per_s": round(bench.sessions / statistics.median(times["batched"]), 2),
+        "batching_speedup": round(statistics.median(times["sequential"]) / statistics.median(times["batched"]), 2),
         "decoder_compile_ms": {event.stage: round(event.compile_ms, 1) for event in decoder.compiles},
         "same_tokens": first_difference(kv_tokens, naive_tokens, decoder_tokens) is None,
         "first_difference": first_difference(kv_tokens, naive_tokens, decoder_tokens),
@@ -173,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--sessions", type=int, default=4, help="observations decoded in one batched call")
     args = parser.parse_args(argv)
-    result = run(BenchConfig(args.config, args.new_tokens, args.reps, args.seed, args.dtype))
+    if args.sessions < 1:
+        parser.error(f"--sessions must be >= 1, got {args.sessions}")
+    result = run(BenchConfig(args.config, args.new_tokens, args.reps, args.seed, args.dtype, args.sessions))
     print(json.dumps(result))
     return 0
 
