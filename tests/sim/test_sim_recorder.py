@@ -198,3 +198,22 @@ def test_same_scene_records_one_layout_with_different_perturbations(tmp_path):
     ]
     assert starts[0][0] == starts[1][0]  # same scene, same start
     assert starts[0] != starts[1]  # different noise
+
+
+def test_locations_end_every_label_and_leave_the_episode_unchanged(tmp_path):
+    """`locations` changes the labels only: the same states and actions, each subtask followed by its target."""
+    from sim.locations import split_location
+
+    record("two_stage", 1, tmp_path / "plain", seed=4, image_size=IMG, progress=False, action_noise=0.1)
+    record("two_stage", 1, tmp_path / "loc", seed=4, image_size=IMG, progress=False, action_noise=0.1, locations=True)
+    plain, loc = (
+        pq.read_table(tmp_path / name / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+        for name in ("plain", "loc")
+    )
+    assert loc["action"] == plain["action"] and loc["observation.state"] == plain["observation.state"]
+    split = [split_location(label) for label in loc["subtask"]]
+    assert [words for words, _ in split] == plain["subtask"]
+    assert all(where is not None for _, where in split)
+    drops = {tuple(where) for (words, where) in split if words.startswith("move above")}
+    assert len(drops) == 2  # two objects, two drop points
+    assert json.loads((tmp_path / "loc" / "meta" / "info.json").read_text())["locations"] is True
