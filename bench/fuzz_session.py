@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "runtime")]
 
 from hostile import Bystander, attack, hostile_cases, report, rss_mb, sessions_open, takeover_attempts  # noqa: E402
 
-from app.cli import main as cli_main  # noqa: E402
+from bench.common import tiny_checkpoint  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
 
 MAX_RSS_GROWTH_MB = 50.0
@@ -124,8 +124,7 @@ def main() -> int:
         workdir = pathlib.Path(tmp)
         checkpoint = args.checkpoint
         if checkpoint is None:
-            checkpoint = workdir / "tiny"
-            cli_main(["init-checkpoint", "--config", "tiny", "--out", str(checkpoint), "--seed", "1"])
+            checkpoint = tiny_checkpoint(workdir / "tiny", seed=1)
         result = run(args, checkpoint, workdir)
     print(json.dumps(result))
     return 0 if result["passed"] else 1

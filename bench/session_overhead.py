@@ -49,49 +49,13 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.common import TASK, FrameSource, noise_frames, percentiles, tiny_checkpoint  # noqa: E402
 from client.robot_client import RobotClient  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2 as pb  # noqa: E402
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc  # noqa: E402
 from protos.wire import numpy_to_image, numpy_to_tensor  # noqa: E402
 from runtime.launch import serve_process  # noqa: E402
 from runtime.serve import set_cpu_affinity  # noqa: E402
-
-TASK = "put the red cube in the bowl"
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(float(np.percentile(samples_ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(samples_ms, 99)), 3),
-    }
-
-
-SCENES = 8
-
-
-def noise_frames(seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {name: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for name in ("agentview", "wrist")}
-
-
-def scene_frames(count: int = SCENES) -> list[dict[str, np.ndarray]]:
-    """Both cameras of the first frame of `count` built-in episodes."""
-    from sim import tasks
-
-    scenes = []
-    for seed in range(count):
-        env = tasks.make(("pick_place", "two_stage")[seed % 2], seed=seed, image_size=224)
-        scenes.append(dict(env.reset()["images"]))
-        env.close()
-    return scenes
-
-
-class FrameSource:
-    def __init__(self, kind: str):
-        self._scenes = scene_frames() if kind == "scene" else None
-
-    def __call__(self, i: int) -> dict[str, np.ndarray]:
-        return self._scenes[i % len(self._scenes)] if self._scenes is not None else noise_frames(i)
 
 
 def in_process_latency(checkpoint: pathlib.Path, calls: int, frames: FrameSource) -> list[float]:
@@ -320,9 +284,7 @@ def main() -> None:
         workdir = pathlib.Path(tmp)
         checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else workdir / "tiny"
         if not args.checkpoint:
-            from app.cli import main as cli
-
-            cli(["init-checkpoint", "--config", "tiny", "--out", str(checkpoint)])
+            tiny_checkpoint(checkpoint)
         from policy.model_dir import ModelDir
 
         state_dims = ModelDir.open(checkpoint).norm_stats["state"].dim

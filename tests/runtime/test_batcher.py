@@ -84,3 +84,22 @@ def test_a_request_the_engine_rejects_fails_alone():
     assert isinstance(bad, InvalidRequest) and bad.field == "task"
     assert float(good.result.actions[0, 0]) == 4.0
     assert engine.batches == [["good", "bad"], ["good"]]
+
+
+def test_stats_count_batches_by_size_their_chunks_and_the_time_in_flight():
+    async def scenario():
+        engine, stats = FakeEngine(), StatsRecorder()
+        batcher = ChunkBatcher(engine, stats, max_batch=4, max_wait_ms=50, open_sessions=lambda: 2)
+        batcher.start()
+        await asyncio.gather(batcher.submit("a", request("a")), batcher.submit("b", request("b")))
+        await batcher.submit("a", request("a"))
+        await batcher.stop()
+        return stats
+
+    stats = run(scenario())
+    assert engine_counters(stats) == {"batches": 2, "batches_of_1": 1, "batches_of_2": 1, "batched_chunks": 3}
+    assert stats.counter("actor_busy_us") > 0
+
+
+def engine_counters(stats: StatsRecorder) -> dict[str, int]:
+    return {k: v for k, v in stats.to_proto().counters.items() if k.startswith("batch")}
