@@ -67,6 +67,7 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise UserError("give --checkpoint DIR (decode locally) or --server ADDR (ask a running planner)")
+    _compile_cache(args)
     query = Query(
         checkpoint=pathlib.Path(args.checkpoint),
         images=images,
@@ -130,6 +131,18 @@ def _token(args: argparse.Namespace) -> str | None:
         raise UserError(str(err)) from err
 
 
+def _compile_cache(args: argparse.Namespace) -> str:
+    """Turns on JAX's persistent compilation cache for this process as --compile-cache says → the directory or
+    "off", logged, and passed on as it is to the processes this one starts."""
+    import logging
+
+    from policy.compile_cache import OFF, enable_compile_cache
+
+    path = enable_compile_cache(args.compile_cache)
+    logging.getLogger("robot_runtime").info("compilation cache: %s", path or OFF)
+    return str(path) if path else OFF
+
+
 def _configure_logging() -> None:
     import logging
 
@@ -144,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     from runtime.serve import RuntimeOptions, parse_cameras, run_async, serve_runtime, set_cpu_affinity
 
     _configure_logging()
+    compile_cache = _compile_cache(args)
     set_cpu_affinity(args.actor_cpus)
     try:
         cameras = parse_cameras(args.camera)
@@ -177,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         ready_file=pathlib.Path(args.ready_file) if args.ready_file else None,
         openpi_port=args.openpi_port,
         openpi_host=args.openpi_host,
+        compile_cache=compile_cache,
     )
     run_async(serve_runtime(options))
     return 0
@@ -186,6 +201,7 @@ def _serve_planner(args: argparse.Namespace) -> int:
     from runtime.serve import PlannerOptions, run_async, serve_planner, set_cpu_affinity
 
     _configure_logging()
+    _compile_cache(args)
     set_cpu_affinity(args.cpus)
     address = args.address or f"{args.host}:{args.port}"
     if args.max_batch < 1:
@@ -410,6 +426,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asset-id", help="which assets/ASSET_ID/norm_stats.json to use when there are several")
 
 
+def _add_compile_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compile-cache",
+        metavar="DIR|off",
+        help="keep compiled executables in DIR, so that a restart reads them instead of compiling, or off "
+        "(default: $ROBOT_RUNTIME_COMPILE_CACHE, else $JAX_COMPILATION_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/robot-runtime/xla, ~/.cache/robot-runtime/xla)",
+    )
+
+
 def _add_server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=port)
@@ -419,6 +445,7 @@ def _add_server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--token-file", help="read the required bearer token from this file (or set ROBOT_RUNTIME_TOKEN)")
     p.add_argument("--max-message-mb", type=int, default=64, help="largest gRPC message accepted or sent")
     p.add_argument("--max-tokens", type=int, help="most tokens the planner decodes (default 20; 48 with --reasoning)")
+    _add_compile_cache_arg(p)
     p.add_argument(
         "--reasoning",
         action="store_true",
@@ -466,6 +493,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus size when sampling")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--warm-up", action="store_true", help="decode black images first, so the timings are warm")
+    _add_compile_cache_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text")
     p.set_defaults(run=_plan)
 

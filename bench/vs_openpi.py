@@ -12,7 +12,9 @@ so load drift on a shared machine hits all alike. Per round and configuration it
 ratio ours / reference (< 1: ours is faster).
 
 Measured: chunk latency (10 Euler steps) per batch and dtype; subtask decode (20 greedy tokens including the
-prefill, batch 1); cold start (process start → first chunk returned); peak RSS (VmHWM) per worker; parity
+prefill, batch 1); cold start (process start → first chunk returned; ours with JAX's persistent compilation
+cache as `robot-runtime serve` has it, first empty, then once more with the cache the first start filled, while
+openpi's serving compiles anew at every start); peak RSS (VmHWM) per worker; parity
 (max abs difference of the actions for the same noise, and whether the decoded tokens agree: it proves the
 sides run the same model); and a roofline figure: XLA's FLOP count of a chunk and a decode, the float32
 matmul peak of this machine measured in the same run, and the fraction of it that each side achieves.
@@ -78,6 +80,7 @@ STEPS = 10
 NEW_TOKENS = 20
 PROMPT_TOKENS = 20
 SUBJECT = "ours"
+WARM_CACHE = "ours_warm_cache"  # our worker started again once the first start filled its compilation cache
 REFERENCES = ("openpi", "openpi_our_jax")
 PEAK_CALLS = 5
 
@@ -216,7 +219,9 @@ def worker_command(python: str, side: str, files: dict[str, str], args: argparse
     command += ["--params", files["params"], "--inputs", files["inputs"], "--shape", json.dumps(SHAPES[args.shape])]
     command += ["--steps", str(STEPS), "--new-tokens", str(NEW_TOKENS)]
     command += ["--first-batch", str(args.batches[0]), "--first-dtype", args.dtypes[0]]
-    if side != SUBJECT:
+    if side == SUBJECT:
+        command += ["--compile-cache", files["compile_cache"]]
+    else:
         command += ["--openpi-src", str(args.openpi_checkout / "src")]
     return command
 
@@ -252,6 +257,36 @@ def start_sides(
             flush=True,
         )
     return sides, errors
+
+
+def warm_cache_start(
+    plans: dict[str, tuple[str, dict[str, str]]], args: argparse.Namespace, files: dict[str, str], logs: pathlib.Path
+) -> float | None:
+    """Our worker's cold start once more, now that the first start filled the compilation cache; the worker quits."""
+    python, env = plans[SUBJECT]
+    print(f"starting {WARM_CACHE} ({python})", flush=True)
+    try:
+        side = Side(WARM_CACHE, worker_command(python, SUBJECT, files, args), env, logs / f"{WARM_CACHE}.log")
+    except SideError as err:
+        print(f"  {WARM_CACHE} failed to start: {err}", flush=True)
+        return None
+    side.close()
+    print(f"  {WARM_CACHE}: cold start {side.cold_start_s:.1f} s", flush=True)
+    return side.cold_start_s
+
+
+def cold_start_figures(seconds: dict[str, float], warm_cache_s: float | None) -> dict[str, Any]:
+    """Process start → first chunk per side (seconds), and ours over each reference with the cache cold and warm."""
+    figures: dict[str, Any] = {name: round(s, 2) for name, s in seconds.items()}
+    if warm_cache_s is not None:
+        figures[WARM_CACHE] = round(warm_cache_s, 2)
+    for ref in REFERENCES:
+        if SUBJECT in seconds and ref in seconds:
+            ratios = {"cold_cache": round(seconds[SUBJECT] / seconds[ref], 3)}
+            if warm_cache_s is not None:
+                ratios["warm_cache"] = round(warm_cache_s / seconds[ref], 3)
+            figures[f"ours_over_{ref}"] = ratios
+    return figures
 
 
 def configurations(batches: Sequence[int], dtypes: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -438,6 +473,7 @@ def run(args: argparse.Namespace, tmp: pathlib.Path) -> tuple[dict[str, Any], in
     files = {
         "params": str(write_params(tmp, shape)),
         "inputs": str(write_inputs(tmp / "inputs.npz", shape, max(args.batches))),
+        "compile_cache": str(tmp / "xla"),
     }
     sides, errors = start_sides(plans, args, files, tmp)
     figures: dict[str, Any] = {"openpi": str(args.openpi_checkout), "shape": {"name": args.shape, **shape}}
@@ -446,6 +482,9 @@ def run(args: argparse.Namespace, tmp: pathlib.Path) -> tuple[dict[str, Any], in
         if SUBJECT not in sides or "openpi" not in sides:
             figures["sides"] = describe_sides(sides, errors, {}, {})
             return figures, 1
+        started = {name: side.cold_start_s for name, side in sides.items()}
+        figures["cold_start_s"] = cold_start_figures(started, warm_cache_start(plans, args, files, tmp))
+        print(f"cold start: {figures['cold_start_s']}", flush=True)
         configs = configurations(args.batches, args.dtypes)
         compile_s = warm_up(sides, configs)
         figures["parity"] = parity(sides, max(args.batches), args.dtypes)

@@ -7,7 +7,8 @@ only the standard library at module level; each side imports its own stack when 
 The worker loads the shared weights (an orbax params dir in openpi's layout) and the shared inputs (an npz of
 uint8 images, prompt tokens, state and flow noise that the parent wrote), samples one chunk at the first
 batch and dtype (so the parent's clock from process start to the ready line is the cold start), then answers
-JSON lines on stdin, one JSON line on stdout each:
+JSON lines on stdin, one JSON line on stdout each (`--compile-cache DIR` puts our side's compilations in JAX's
+persistent cache there, as `robot-runtime serve` does):
 
     {"op": "chunk", "batch": 1, "dtype": "float32", "calls": 20}  → {"ok": true, "ms": [...], "compile_s": ...}
     {"op": "decode", "dtype": "float32", "calls": 20}             → {"ok": true, "ms": [...], "compile_s": ...}
@@ -502,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=20)
     parser.add_argument("--first-batch", type=int, default=1)
     parser.add_argument("--first-dtype", default="float32")
+    parser.add_argument("--compile-cache", metavar="DIR|off", help="ours: JAX's persistent compilation cache")
     args = parser.parse_args(argv)
     replies = protocol_stdout()
     try:
@@ -510,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, args.openpi_src)
         side_cls = OursSide if args.side == "ours" else OpenpiSide
         side = side_cls(json.loads(args.shape), args.params, read_inputs(args.inputs), args.steps, args.new_tokens)
+        if args.compile_cache:
+            from policy.compile_cache import enable_compile_cache
+
+            enable_compile_cache(args.compile_cache)
         worker = Worker(side)
         imported = time.perf_counter()
         worker.runner(("chunk", args.first_batch, args.first_dtype))

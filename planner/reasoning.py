@@ -138,6 +138,11 @@ class ReasoningPlanner:
         return self._decoder.max_new_tokens
 
     @property
+    def compiles(self) -> list[CompileEvent]:
+        """The compilations this planner paid for, in order: its decoder's stages and the read-out."""
+        return self._decoder.compiles
+
+    @property
     def tokenizer(self) -> TextTokenizer:
         return self._tokenizer
 

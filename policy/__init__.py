@@ -2,8 +2,8 @@
 of the runtime): the pi0.5 network (`pi05.Pi05`, built from `siglip`, `gemma` and `lora`), its config and
 weights (`config`, `checkpoint`, `model_dir`), what it reads (`observation.ModelInput`, which
 `batching.build_input` stacks from rows that `inputs` checked; `images`, `prompts`, `tokenizer`, `fast`,
-`normalize`), KV-cached decoding (`decoding`, `masks`), how the engines compile it (`compiled`) and the openpi
-parity check (`parity`).
+`normalize`), KV-cached decoding (`decoding`, `masks`), how the engines compile it (`compiled`, with JAX's
+persistent compilation cache from `compile_cache`) and the openpi parity check (`parity`).
 
 Shapes at the network boundary are jaxtyping annotations; `policy.observation` lists the axis names.
 `normalize.normalize` and `normalize.unnormalize` stay in their module (the one shares its name).
@@ -19,7 +19,8 @@ import lazy_loader
 if TYPE_CHECKING:
     from policy.batching import BATCH_BUCKETS, Row, bucket_for, build_input
     from policy.checkpoint import CheckpointError, init_params, load_model, load_params, model_from_params, save_params
-    from policy.compiled import CompiledStages, CompileEvent, ExecutableTable
+    from policy.compile_cache import CompileCacheError, enable_compile_cache
+    from policy.compiled import CompiledStages, CompileEvent, ExecutableTable, describe_compiles
     from policy.config import NAMED_CONFIGS, ModelConfig, get_model_config, pi05_config
     from policy.decoding import TokenChooser
     from policy.errors import UserFacingError
@@ -66,7 +67,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "model_from_params",
         "save_params",
     ),
-    "policy.compiled": ("CompileEvent", "CompiledStages", "ExecutableTable"),
+    "policy.compile_cache": ("CompileCacheError", "enable_compile_cache"),
+    "policy.compiled": ("CompileEvent", "CompiledStages", "ExecutableTable", "describe_compiles"),
     "policy.config": ("NAMED_CONFIGS", "ModelConfig", "get_model_config", "pi05_config"),
     "policy.decoding": ("TokenChooser",),
     "policy.errors": ("UserFacingError",),
@@ -105,6 +107,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 __all__ = [
     "BATCH_BUCKETS",
     "CheckpointError",
+    "CompileCacheError",
     "CompileEvent",
     "CompiledStages",
     "ExecutableTable",
@@ -139,6 +142,8 @@ __all__ = [
     "checked_task",
     "checked_text",
     "clean_instruction",
+    "describe_compiles",
+    "enable_compile_cache",
     "get_model_config",
     "init_model_dir",
     "init_params",

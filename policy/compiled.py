@@ -5,7 +5,9 @@ loop), one executable per batch bucket. `CompiledStages` holds one engine's: a s
 and arrays; the model is split once into graph + state and the state goes in as an argument, so the weights are
 not baked into executables as constants and networks of one config can share an executable. Compiling ahead of
 time (`jit(...).lower(...).compile()`) means an executable never recompiles silently and its compile time is
-measured apart from any call's; each compilation is recorded as a `CompileEvent`.
+measured apart from any call's; each compilation is recorded as a `CompileEvent`. With JAX's persistent
+compilation cache on (`policy.compile_cache`, which the serving processes enable), a stage that an earlier
+process compiled is read from disk instead, and its event says so (`cache_hit`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
 from flax import nnx
+
+from policy import compile_cache
 
 Stage = Callable[..., Any]  # (model, *arrays, **settings) → arrays
 
@@ -27,13 +31,17 @@ Stage = Callable[..., Any]  # (model, *arrays, **settings) → arrays
 class CompileEvent:
     """One compilation of a stage for a batch bucket (`guided`: the actor's RTC denoiser).
 
-    compile_ms (lowering + XLA compilation) is left out of equality, so that tests can name the events they expect.
+    compile_ms: lowering + XLA compilation, or lowering + reading the executable back from the persistent cache.
+    cache_hit: True when the persistent compilation cache supplied the executable, False when XLA compiled it,
+    None when the cache is off or has no directory. Both are left out of equality, so that tests can name the
+    events they expect.
     """
 
     stage: str
     batch: int
     guided: bool = False
     compile_ms: float = dataclasses.field(default=0.0, compare=False)
+    cache_hit: bool | None = dataclasses.field(default=None, compare=False)
 
 
 class ExecutableTable:
@@ -81,8 +89,10 @@ class CompiledStages:
         def compile_stage() -> Callable:
             start = time.perf_counter()
             run = functools.partial(_merged, self._graphdef, functools.partial(stage, **settings))
-            compiled = jax.jit(run).lower(self.state, *args).compile()
-            self.events.append(dataclasses.replace(event, compile_ms=(time.perf_counter() - start) * 1e3))
+            with compile_cache.lookups() as cache:
+                compiled = jax.jit(run).lower(self.state, *args).compile()
+            compile_ms = (time.perf_counter() - start) * 1e3
+            self.events.append(dataclasses.replace(event, compile_ms=compile_ms, cache_hit=cache.hit))
             return compiled
 
         found = self._table.get_or_compile((*own_key, self._network), compile_stage)
@@ -93,6 +103,15 @@ class CompiledStages:
     def compile_ms(self) -> float:
         """Wall time this engine spent compiling."""
         return sum(event.compile_ms for event in self.events)
+
+
+def describe_compiles(events: Sequence[CompileEvent]) -> str:
+    """One line for a log: how many executables, how long they took, and how many the persistent cache held."""
+    seconds = sum(event.compile_ms for event in events) / 1e3
+    line = f"{len(events)} executables in {seconds:.1f} s"
+    if any(event.cache_hit is not None for event in events):
+        line += f", {sum(bool(event.cache_hit) for event in events)} from the compilation cache"
+    return line
 
 
 def _merged(graphdef: nnx.GraphDef, stage: Stage, state: nnx.State, *args: Any) -> Any:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from actor.engine import ChunkEngine, ChunkRequest, ChunkResult, EngineConfig, RtcPrefix
+from policy.compiled import describe_compiles
 from policy.model_dir import ModelDir
 from runtime.sessions import SessionSettings
+
+log = logging.getLogger(__name__)
 
 
 class ActorHost:
@@ -51,6 +55,7 @@ class ActorHost:
     def _build(self) -> ChunkEngine:
         engine = ChunkEngine.from_model_dir(self._model_dir, self._config, num_steps=self._num_steps)
         self._warm_up(engine)
+        log.info("actor compiled %s", describe_compiles(engine.sampler.compiles))
         return engine
 
     def _warm_up(self, engine: ChunkEngine) -> None:

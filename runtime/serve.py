@@ -84,6 +84,7 @@ class RuntimeOptions:
     ready_file: pathlib.Path | None = None
     openpi_port: int | None = None
     openpi_host: str = "127.0.0.1"
+    compile_cache: str | None = None  # the local planner's --compile-cache (DIR or off); None: its default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +132,7 @@ async def serve_planner(options: PlannerOptions) -> None:
     )
     from planner.service import PlannerService
     from policy.batching import BATCH_BUCKETS
+    from policy.compiled import describe_compiles
 
     model_dir = options.model.open()
     tokenizer = model_dir.text_tokenizer()
@@ -158,6 +160,7 @@ async def serve_planner(options: PlannerOptions) -> None:
                 model, tokenizer, cfg, vocab=options.vocab, max_new_tokens=max_tokens, norm_stats=model_dir.norm_stats
             )
             reasoner.warm_up()
+            log.info("planner compiled %s", describe_compiles(reasoner.compiles))
             return ReasoningSessions(reasoner)
         decoder = SubtaskDecoder(
             model,
@@ -169,6 +172,7 @@ async def serve_planner(options: PlannerOptions) -> None:
             norm_stats=model_dir.norm_stats,
         )
         decoder.warm_up()
+        log.info("planner compiled %s", describe_compiles(decoder.compiles))
         return decoder
 
     planner = await loop.run_in_executor(None, build)
@@ -239,6 +243,8 @@ class PlannerSupervisor:
             cmd.append("--reasoning")
         if o.planner_cpus:
             cmd += ["--cpus", o.planner_cpus]
+        if o.compile_cache is not None:
+            cmd += ["--compile-cache", o.compile_cache]
         return cmd
 
     def _env(self) -> dict[str, str]:

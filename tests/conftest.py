@@ -1,15 +1,25 @@
-"""Fixtures shared by every suite: a tiny random pi0.5 and model inputs for it."""
+"""Fixtures shared by every suite: a tiny random pi0.5 and model inputs for it.
+
+The servers and CLI commands that the tests start keep their persistent compilation cache in the temporary
+directory (the one the training suite uses for its own compilations), never in the user's home: a second run
+of the suite reads the executables the first one compiled.
+"""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from policy.compile_cache import ENV_VAR as COMPILE_CACHE_VAR
+
+os.environ.setdefault(COMPILE_CACHE_VAR, os.path.join(tempfile.gettempdir(), "robot-runtime-xla-cache"))
 
 SHARED_FIXTURE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "openpi_pi05_dummy"
 

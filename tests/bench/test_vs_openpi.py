@@ -57,3 +57,12 @@ def test_every_batch_and_dtype_is_timed_and_decode_once_per_dtype(vs_openpi):
     assert configs["chunk_b4_bfloat16"] == {"op": "chunk", "batch": 4, "dtype": "bfloat16"}
     assert configs["decode_float32"] == {"op": "decode", "dtype": "float32"}
     assert len(configs) == 6
+
+
+def test_cold_start_compares_ours_with_the_cache_cold_and_warm(vs_openpi):
+    figures = vs_openpi.cold_start_figures({"ours": 5.0, "openpi": 6.0, "openpi_our_jax": 4.0}, 2.0)
+    assert figures["ours_warm_cache"] == 2.0
+    assert figures["ours_over_openpi"] == {"cold_cache": round(5 / 6, 3), "warm_cache": round(2 / 6, 3)}
+    assert figures["ours_over_openpi_our_jax"] == {"cold_cache": 1.25, "warm_cache": 0.5}
+    without = vs_openpi.cold_start_figures({"ours": 5.0, "openpi": 6.0}, None)
+    assert without == {"ours": 5.0, "openpi": 6.0, "ours_over_openpi": {"cold_cache": round(5 / 6, 3)}}
