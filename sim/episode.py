@@ -41,6 +41,17 @@ class SimObservation:
     views: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # larger renders, for videos only
 
 
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """What the closed-loop planner metric judges a subtask by, at one step: the subtasks that fit the world's
+    state, every subtask the expert can name in this episode, and where each thing it can name is now
+    ("the red cube" → table xy), for the planner's location words."""
+
+    fitting: frozenset[str]
+    phrases: frozenset[str]
+    places: dict[str, np.ndarray]
+
+
 class Sim(Protocol):
     fps: float
 
@@ -52,9 +63,9 @@ class Sim(Protocol):
 
     def max_steps(self, job: Job) -> int: ...
 
-    def referee(self) -> tuple[frozenset[str], frozenset[str]] | None:
-        """(the subtasks that fit the world's current state, every subtask the expert can name in this episode),
-        or None where the sim cannot tell; what the closed-loop planner metric judges the policy's subtask by."""
+    def referee(self) -> Judgement | None:
+        """What the closed-loop planner metric judges the policy's subtask by now, or None where the sim cannot
+        tell."""
         ...
 
     def close(self) -> None: ...
@@ -101,11 +112,15 @@ class BuiltinSim:
         assert self.env is not None, "call start() first"
         return self.env.max_steps
 
-    def referee(self) -> tuple[frozenset[str], frozenset[str]]:
+    def referee(self) -> Judgement:
         from sim.expert import consistent_subtasks
 
-        assert self.env is not None, "call start() first"
-        return frozenset(consistent_subtasks(self.env)), self._phrases
+        env = self.env
+        assert env is not None and env.layout is not None, "call start() first"
+        places = {
+            spec.description: env.body_pos(spec.name)[:2] for spec in (*env.layout.objects, *env.layout.containers)
+        }
+        return Judgement(frozenset(consistent_subtasks(env)), self._phrases, places)
 
     def close(self) -> None:
         for env in self._envs.values():

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from sim.episode import ACTION_DIMS, BuiltinSim, Job, Sim, SimObservation
+from sim.episode import ACTION_DIMS, BuiltinSim, Job, Judgement, Sim, SimObservation
 from sim.locations import split_location
 from sim.rollout_config import RolloutConfig, RolloutError, effective_replan_steps
 from sim.rollout_policies import Policy, RemotePolicy, ScriptedPolicy
@@ -36,17 +36,26 @@ class RefereeCount:
     """The closed-loop planner metric of one episode: of the steps the policy acted on a subtask, how many named a
     subtask that fits the world's state then (`fit`: the right object, container and a phase that matches
     the gripper, e.g. no "lift" with an empty hand), and how many named nothing the expert ever says in this
-    episode (`unknown`: a phrase never seen in training). Location words (`sim.locations`) are not judged."""
+    episode (`unknown`: a phrase never seen in training). Where the subtask ends in location words
+    (`sim.locations`), `located` counts the steps and `location_error_m` sums how far they were from the thing
+    the subtask names (a drop point lies up to `sim.expert.RELEASE_OFFSET` from its container's centre)."""
 
     steps: int = 0
     fit: int = 0
     unknown: int = 0
+    located: int = 0
+    location_error_m: float = 0.0
 
-    def add(self, text: str, fitting: frozenset[str], phrases: frozenset[str]) -> None:
-        said = " ".join(split_location(text)[0].lower().split()).rstrip(".;")
+    def add(self, text: str, judged: Judgement) -> None:
+        words, where = split_location(text)
+        said = " ".join(words.lower().split()).rstrip(".;")
         self.steps += 1
-        self.fit += said in fitting
-        self.unknown += said not in phrases
+        self.fit += said in judged.fitting
+        self.unknown += said not in judged.phrases
+        named = next((xy for thing, xy in judged.places.items() if said.endswith(" " + thing)), None)
+        if where is not None and named is not None:
+            self.located += 1
+            self.location_error_m += float(np.linalg.norm(where - named))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +175,7 @@ def run_episode(
                 emit(SubtaskChanged(job, steps, text))
             judged = sim.referee() if referee is not None and text else None
             if referee is not None and judged is not None:
-                referee.add(text, *judged)
+                referee.add(text, judged)
             if video is not None:
                 video.add(video_panels(obs), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
             t = time.perf_counter()

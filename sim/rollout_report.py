@@ -73,6 +73,10 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
             "subtask_fit": round(sum(c.fit for c in counts) / steps, 4),
             "unknown_phrase_rate": round(sum(c.unknown for c in counts) / steps, 4),
         }
+        located = sum(c.located for c in counts)
+        if located:
+            mean_cm = 100 * sum(c.location_error_m for c in counts) / located
+            results_json["planner_closed_loop"]["location_error_cm"] = round(mean_cm, 2)
     return results_json
 
 
@@ -100,6 +104,11 @@ def format_table(results: dict) -> list[str]:
         lines.append(
             f"closed-loop subtasks: {planner['subtask_fit']:.3f} fit the world's state, "
             f"{planner['unknown_phrase_rate']:.3f} unknown phrases, over {planner['steps']} steps"
+            + (
+                f"; location words {planner['location_error_cm']:.1f} cm from the thing named (mean)"
+                if "location_error_cm" in planner
+                else ""
+            )
         )
     return lines
 

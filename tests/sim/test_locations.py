@@ -41,3 +41,20 @@ def test_the_expert_names_the_object_then_the_drop_point():
     finally:
         env.close()
     assert info["success"] and {APPROACH, TRANSPORT} <= set(seen)
+
+
+def test_the_closed_loop_referee_measures_location_words_against_the_thing_named():
+    from sim.episode import Judgement
+    from sim.rollout_episodes import RefereeCount
+
+    judged = Judgement(
+        fitting=frozenset({"move to the red cube"}),
+        phrases=frozenset({"move to the red cube", "move above the white bowl"}),
+        places={"red cube": np.array([0.0, 0.0]), "white bowl": np.array([0.1, 0.1])},
+    )
+    count = RefereeCount()
+    count.add(f"move to the red cube {location_words(np.array([0.03, 0.0]))}", judged)
+    count.add("move above the white bowl", judged)  # no location words: judged on its words only
+    count.add(f"move to the green ball {location_words(np.array([0.0, 0.0]))}", judged)  # names nothing here
+    assert (count.steps, count.fit, count.unknown, count.located) == (3, 1, 1, 1)
+    assert count.location_error_m == pytest.approx(0.03, abs=BIN)
