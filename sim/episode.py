@@ -117,9 +117,8 @@ class BuiltinSim:
 
         env = self.env
         assert env is not None and env.layout is not None, "call start() first"
-        places = {
-            spec.description: env.body_pos(spec.name)[:2] for spec in (*env.layout.objects, *env.layout.containers)
-        }
+        places = {spec.description: env.body_pos(spec.name)[:2] for spec in env.layout.objects}
+        places |= {spec.description: env.body_pos(spec.name)[:2] for spec in env.layout.containers}
         return Judgement(frozenset(consistent_subtasks(env)), self._phrases, places)
 
     def close(self) -> None:

@@ -68,15 +68,15 @@ def summarize(config: RolloutConfig, results: Sequence[EpisodeResult], wall_s: f
     counts = [r.referee for r in ordered if r.referee is not None]
     if counts:
         steps = sum(c.steps for c in counts)
-        results_json["planner_closed_loop"] = {
+        closed_loop: dict[str, float] = {
             "steps": steps,
             "subtask_fit": round(sum(c.fit for c in counts) / steps, 4),
             "unknown_phrase_rate": round(sum(c.unknown for c in counts) / steps, 4),
         }
         located = sum(c.located for c in counts)
         if located:
-            mean_cm = 100 * sum(c.location_error_m for c in counts) / located
-            results_json["planner_closed_loop"]["location_error_cm"] = round(mean_cm, 2)
+            closed_loop["location_error_cm"] = round(100 * sum(c.location_error_m for c in counts) / located, 2)
+        results_json["planner_closed_loop"] = closed_loop
     return results_json
 
 
