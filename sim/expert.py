@@ -139,7 +139,10 @@ class ScriptedExpert:
         straight hand always fits, and then no rotation action is needed).
         first_grasp_offset: {stage: xyz offset} added to the grasp point of the first attempt of that stage,
         a deliberate miss that the expert then recovers from (see sim.recorder's ``mistakes``).
-        locations: each subtask ends with its target's table position, `<xNN><yNN>` (`sim.locations`).
+        locations: the two moves end with where they go, `<xNN><yNN>` (`sim.locations`): "move to the red cube"
+        with the cube's table position, "move above the white bowl" with the drop point. Grasp, lift and release
+        happen where the hand already is, and naming the hand's own position there would teach the planner to
+        read the target off the hand, which in closed loop drags the target along with the hand.
         """
         self.max_speed = max_speed  # m/s
         self.descend_speed = descend_speed
@@ -188,16 +191,13 @@ class ScriptedExpert:
         if not self.turn_wrist:
             target_yaw = 0.0
         self._label = _subtask(self.phase, ospec.description, cspec.description)
-        if self.locations:
+        if self.locations and self.phase in (APPROACH, TRANSPORT):
             self._label = f"{self._label} {location_words(self._target_xy(env))}"
         return self._action(env, target_pos, target_yaw, grip), self._label
 
     def _target_xy(self, env) -> np.ndarray:
-        """Where the current subtask is about: the object until it is grasped, the grasp while it is lifted (the
-        object swings in the fingers), then the drop point."""
-        if self.phase in (GRASP, LIFT) and self.hold_pos is not None:
-            return self.hold_pos[:2]
-        if self.phase in (TRANSPORT, RELEASE):
+        """Where a move goes: the object, or the drop point above its container."""
+        if self.phase == TRANSPORT:
             offset = self.release_xy if self.release_xy is not None else np.zeros(2)
             return env.body_pos(self._con)[:2] + offset
         return env.body_pos(self._obj)[:2]

@@ -201,7 +201,7 @@ def test_same_scene_records_one_layout_with_different_perturbations(tmp_path):
 
 
 def test_locations_end_every_label_and_leave_the_episode_unchanged(tmp_path):
-    """`locations` changes the labels only: the same states and actions, each subtask followed by its target."""
+    """`locations` changes the labels only: the same states and actions, each move followed by where it goes."""
     from sim.locations import split_location
 
     record("two_stage", 1, tmp_path / "plain", seed=4, image_size=IMG, progress=False, action_noise=0.1)
@@ -213,7 +213,7 @@ def test_locations_end_every_label_and_leave_the_episode_unchanged(tmp_path):
     assert loc["action"] == plain["action"] and loc["observation.state"] == plain["observation.state"]
     split = [split_location(label) for label in loc["subtask"]]
     assert [words for words, _ in split] == plain["subtask"]
-    assert all(where is not None for _, where in split)
+    assert all((where is not None) == words.startswith("move") for words, where in split)
     drops = {tuple(where) for (words, where) in split if words.startswith("move above")}
     assert len(drops) == 2  # two objects, two drop points
     assert json.loads((tmp_path / "loc" / "meta" / "info.json").read_text())["locations"] is True
