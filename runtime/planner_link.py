@@ -4,7 +4,9 @@ One `Link` stream to the planner; when the planner is free, the link sends the l
 of each of the `max_batch` sessions planned least recently (subject to a per-session minimum interval), which
 the planner decodes as one batch, and waits for the replies.
 A planner that is down, slow or hung costs only subtask freshness: the link times out, reconnects with
-exponential backoff, and resumes; sessions keep their last subtask meanwhile.
+exponential backoff, and resumes; sessions keep their last subtask meanwhile. Until the planner has answered
+once (it is still loading) the link retries at the shortest interval, so a session's first subtask, which its
+first chunk waits for, comes as soon as the planner is up.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class PlannerLink:
         self._backoff = backoff_s
         self._metadata = metadata
         self._wakeup = asyncio.Event()
+        self._ever_connected = False
         self.connected = False
 
     def notify(self) -> None:
@@ -74,7 +77,8 @@ class PlannerLink:
                 self.connected = False
                 await channel.close()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff[1])
+            if self._ever_connected:  # until the planner first answers it is starting up: keep knocking
+                delay = min(delay * 2, self._backoff[1])
 
     async def _pump(self, call) -> None:
         while True:
@@ -89,7 +93,7 @@ class PlannerLink:
                     raise ConnectionError("planner closed the link")
                 if not self.connected:
                     log.info("planner link up")
-                self.connected = True
+                self.connected = self._ever_connected = True
                 self._stats.observe("planner_decode", reply.decode_ms)
                 update = self._registry.apply_subtask(reply)
                 if update is not None:
