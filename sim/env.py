@@ -182,6 +182,19 @@ class TabletopEnv:
             self._view_renderer.bind(self.model)
         return {cam: self._view_renderer.render(self.data, cam) for cam in self.cameras}
 
+    def pixel(self, camera: str, point: np.ndarray, size: int) -> tuple[float, float] | None:
+        """Where a world point appears in an upright ``size``² image of ``camera`` (column, row), or None behind it."""
+        assert self.model is not None and self.data is not None, "call reset() first"
+        cid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if cid < 0:
+            raise KeyError(f"no camera named {camera!r}")
+        rot = self.data.cam_xmat[cid].reshape(3, 3)
+        local = rot.T @ (np.asarray(point, np.float64) - self.data.cam_xpos[cid])
+        if local[2] >= 0:  # MuJoCo cameras look along their -z axis
+            return None
+        focal = size / 2 / math.tan(math.radians(self.model.cam_fovy[cid]) / 2)
+        return size / 2 + focal * local[0] / -local[2], size / 2 - focal * local[1] / -local[2]
+
     def close(self) -> None:
         for renderer in (self._renderer, self._view_renderer):
             if renderer is not None:

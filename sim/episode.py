@@ -68,6 +68,11 @@ class Sim(Protocol):
         tell."""
         ...
 
+    def mark_target(self, obs: SimObservation, xy: np.ndarray) -> SimObservation:
+        """`obs` with a ring on its viewing-size agent view where the table position `xy` is (a planner's location
+        words), for videos; unchanged where the sim has no such view or no table positions."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -120,6 +125,23 @@ class BuiltinSim:
         places = {spec.description: env.body_pos(spec.name)[:2] for spec in env.layout.objects}
         places |= {spec.description: env.body_pos(spec.name)[:2] for spec in env.layout.containers}
         return Judgement(frozenset(consistent_subtasks(env)), self._phrases, places)
+
+    def mark_target(self, obs: SimObservation, xy: np.ndarray) -> SimObservation:
+        import cv2
+
+        assert self.env is not None, "call start() first"
+        view = obs.views.get("agentview")
+        if view is None:
+            return obs
+        size = view.shape[0]
+        spot = self.env.pixel("agentview", np.array([xy[0], xy[1], 0.0]), size)
+        if spot is None:
+            return obs
+        marked = view.copy()
+        centre = (round(spot[0]), round(spot[1]))
+        cv2.circle(marked, centre, max(4, size // 40), (255, 255, 255), max(1, size // 128) + 1, cv2.LINE_AA)
+        cv2.circle(marked, centre, max(4, size // 40) + 2, (0, 0, 0), 1, cv2.LINE_AA)
+        return dataclasses.replace(obs, views={**obs.views, "agentview": marked})
 
     def close(self) -> None:
         for env in self._envs.values():

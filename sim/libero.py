@@ -252,6 +252,9 @@ class LiberoSim:
     def referee(self) -> None:
         return None
 
+    def mark_target(self, obs: SimObservation, xy: np.ndarray) -> SimObservation:
+        return obs
+
     def close(self) -> None:
         if self._env is not None:
             self._env.close()

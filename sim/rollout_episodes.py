@@ -177,7 +177,9 @@ def run_episode(
             if referee is not None and judged is not None:
                 referee.add(text, judged)
             if video is not None:
-                video.add(video_panels(obs), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
+                target = split_location(text)[1]
+                shown = sim.mark_target(obs, target) if target is not None else obs
+                video.add(video_panels(shown), [obs.instruction, f"step {steps}: {text or '(no subtask yet)'}"])
             t = time.perf_counter()
             obs, success = sim.step(np.asarray(action, np.float64)[:ACTION_DIMS])
             env_ms.append((time.perf_counter() - t) * 1e3)

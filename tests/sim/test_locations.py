@@ -59,3 +59,27 @@ def test_the_closed_loop_referee_measures_location_words_against_the_thing_named
     count.add(f"move to the green ball {location_words(np.array([0.0, 0.0]))}", judged)  # names nothing here
     assert (count.steps, count.fit, count.unknown, count.located) == (3, 1, 1, 1)
     assert count.location_error_m == pytest.approx(0.03, abs=BIN)
+
+
+def test_videos_mark_the_planners_target_on_the_agent_view():
+    from sim.episode import BuiltinSim, Job
+
+    sim = BuiltinSim(image_size=32, render=True, view_size=128)
+    try:
+        obs = sim.start(Job(0, "pick_place", 0, 3))
+        env = sim.env
+        obj = env.goal.stages[0][0]
+        xy = env.body_pos(obj)[:2]
+        marked = sim.mark_target(obs, xy)
+        column, row = env.pixel("agentview", np.array([xy[0], xy[1], 0.0]), 128)
+        changed = np.argwhere(np.any(marked.views["agentview"] != obs.views["agentview"], axis=-1))
+        assert len(changed) and np.abs(changed.mean(axis=0) - [row, column]).max() < 2  # a ring around the spot
+        assert marked.views["wrist"] is obs.views["wrist"] and marked.images is obs.images
+    finally:
+        sim.close()
+    plain = BuiltinSim(image_size=32, render=True)
+    try:
+        obs = plain.start(Job(0, "pick_place", 0, 3))
+        assert plain.mark_target(obs, xy) is obs
+    finally:
+        plain.close()
