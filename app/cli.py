@@ -462,7 +462,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--asset-id", default="default", help="norm stats go to assets/ASSET_ID/norm_stats.json")
-    p.add_argument("--dtype", choices=["bfloat16", "float32"], help="inference dtype stored in the config")
+    p.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], help="inference dtype (config default): the config and the weights"
+    )
     p.set_defaults(run=_init_checkpoint)
 
     p = sub.add_parser("check-parity", help="compare the network with an openpi reference fixture")

@@ -160,13 +160,19 @@ def init_model_dir(
     action_dim: int | None = None,
     **config_fields,
 ) -> pathlib.Path:
-    """Writes a random-weight model directory with a tiny trained tokenizer and identity norm stats."""
+    """Writes a random-weight model directory with a tiny trained tokenizer and identity norm stats.
+
+    The weights are stored in the config's dtype, as served (a bfloat16 pi0.5 is 6.7 GB), and made a few
+    parameters at a time, so writing a full-size model needs about its stored size in memory plus one float32
+    parameter."""
     out = pathlib.Path(out).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise CheckpointError(f"{out} exists and is not empty; choose a new --out directory")
     config = get_model_config(config_name, **config_fields)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_params(out / "params", checkpoint.init_params(config, seed, perturb_std=RANDOM_CHECKPOINT_NOISE))
+    params = checkpoint.init_params_on_host(config, seed, RANDOM_CHECKPOINT_NOISE, config.dtype)
+    checkpoint.save_params(out / "params", checkpoint.unflatten(params))
+    del params
     (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
     stats = {
         "state": identity_norm_stats(state_dim or config.action_dim),
