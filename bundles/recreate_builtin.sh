@@ -11,14 +11,14 @@
 # Re-running it resumes: a finished recording is kept, and training continues from its latest checkpoint.
 # Set BUNDLE_STEPS, BUNDLE_EPISODES to change the recipe (the bundle's figures in the README use the defaults).
 set -euo pipefail
-steps=${BUNDLE_STEPS:-10000}
+steps=${BUNDLE_STEPS:-16000}
 episodes=${BUNDLE_EPISODES:-4000}
 data=data/builtin
 runs=checkpoints/pi05_builtin
 
 if [[ ! -f $data/meta/info.json ]]; then
     robot-runtime record --env builtin:all --episodes "$episodes" --out "$data" --image-size 64 --workers 2 \
-        --seed 100000 --action-noise 0.1 --mistakes 0.3 --locations --overwrite
+        --seed 100000 --action-noise 0.1 --mistakes 0.3 --overwrite
     rm -f assets/pi05_builtin/default/norm_stats.json
 fi
 if [[ ! -f assets/pi05_builtin/default/norm_stats.json ]]; then
