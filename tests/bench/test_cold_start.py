@@ -3,20 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import pathlib
-
-import pytest
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "cold_start.py"
-
-
-@pytest.fixture(scope="module")
-def cold_start():
-    spec = importlib.util.spec_from_file_location("cold_start", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_compilations_and_ready_times_come_from_the_serve_log(cold_start):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -11,15 +10,6 @@ import sys
 import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "multi_robot.py"
-
-
-@pytest.fixture(scope="module")
-def multi_robot():
-    spec = importlib.util.spec_from_file_location("multi_robot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["multi_robot"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow  # starts a runtime and three client processes: about 45 s on 2 cores

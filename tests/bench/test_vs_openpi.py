@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -11,14 +10,6 @@ import sys
 import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "bench" / "vs_openpi.py"
-
-
-@pytest.fixture(scope="module")
-def vs_openpi():
-    spec = importlib.util.spec_from_file_location("vs_openpi", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("extra", [[], ["--openpi", "."]], ids=["no-path", "not-a-checkout"])
