@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import grpc
 
+from protos.robot_runtime.v1 import runtime_pb2 as pb
 from protos.robot_runtime.v1 import runtime_pb2_grpc as pb_grpc
 from protos.stats import StatsRecorder
 from runtime.sessions import Session, SessionRegistry
@@ -83,24 +84,39 @@ class PlannerLink:
     async def _pump(self, call) -> None:
         while True:
             sessions = await self._next_sessions()
-            for session in sessions:
-                snapshot = self._registry.take_snapshot(session)
-                session.last_planned_at = time.monotonic()
-                await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
-            for _ in sessions:
-                reply = await asyncio.wait_for(call.read(), self._reply_timeout)
-                if reply is grpc.aio.EOF:
-                    raise ConnectionError("planner closed the link")
-                if not self.connected:
-                    log.info("planner link up")
-                self.connected = self._ever_connected = True
-                self._stats.observe("planner_decode", reply.decode_ms)
-                update = self._registry.apply_subtask(reply)
-                if update is not None:
-                    self._stats.count("subtask_updates")
-                    target = self._registry.get(update.session_id)
-                    if target is not None:
-                        target.updates.put_nowait(update)
+            unanswered: dict[str, tuple[Session, pb.Observation | None]] = {}
+            try:
+                for session in sessions:
+                    unanswered[session.id] = (session, session.pending_snapshot)
+                    snapshot = self._registry.take_snapshot(session)
+                    session.last_planned_at = time.monotonic()
+                    await asyncio.wait_for(call.write(snapshot), self._reply_timeout)
+                await self._read_replies(call, len(sessions), unanswered)
+            except BaseException:
+                for session, observation in unanswered.values():  # not lost: planned again on the next link
+                    if session.pending_snapshot is None:
+                        session.pending_snapshot = observation
+                    session.last_planned_at = 0.0
+                raise
+
+    async def _read_replies(
+        self, call, count: int, unanswered: dict[str, tuple[Session, pb.Observation | None]]
+    ) -> None:
+        for _ in range(count):
+            reply = await asyncio.wait_for(call.read(), self._reply_timeout)
+            if reply is grpc.aio.EOF:
+                raise ConnectionError("planner closed the link")
+            if not self.connected:
+                log.info("planner link up")
+            self.connected = self._ever_connected = True
+            unanswered.pop(reply.session_id, None)
+            self._stats.observe("planner_decode", reply.decode_ms)
+            update = self._registry.apply_subtask(reply)
+            if update is not None:
+                self._stats.count("subtask_updates")
+                target = self._registry.get(update.session_id)
+                if target is not None:
+                    target.updates.put_nowait(update)
 
     async def _next_sessions(self) -> list[Session]:
         while True:

@@ -99,12 +99,12 @@ def test_two_clients_at_once_each_get_their_own_chunks(runtime_server):
             results[name] = [client.infer(_images(meta.cameras, i), _state(meta.state_dims, i)) for i in range(3)]
             results[name + ".session"] = client.session_id
 
-    threads = [threading.Thread(target=robot, args=(name,)) for name in ("robot-a", "robot-b")]
+    threads = [threading.Thread(target=robot, args=(name,)) for name in ("two-clients-a", "two-clients-b")]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    for name in ("robot-a", "robot-b"):
+    for name in ("two-clients-a", "two-clients-b"):  # ids no other test of the shared runtime holds
         assert [c.observation_step for c in results[name]] == [0, 1, 2]
         assert results[name + ".session"] == name
 
