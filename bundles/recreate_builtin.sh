@@ -11,7 +11,7 @@
 # Re-running it resumes: a finished recording is kept, and training continues from its latest checkpoint.
 # Set BUNDLE_STEPS, BUNDLE_EPISODES to change the recipe (the bundle's figures in the README use the defaults).
 set -euo pipefail
-steps=${BUNDLE_STEPS:-16000}
+steps=${BUNDLE_STEPS:-12000}
 episodes=${BUNDLE_EPISODES:-4000}
 data=data/builtin
 runs=checkpoints/pi05_builtin

@@ -7,7 +7,10 @@
 Tasks:
     pick_place  "put the {color} {object} in/on the {color} {container}"
     two_stage   "put the {A} in the {C}, then the {B} in the {C}"
-Both scatter distractor objects (and sometimes a distractor container) over the table.
+Both add distractor objects (and sometimes a distractor container). The default layout, "slots", puts the
+objects in three slots along the near edge of the workspace and the containers in two slots along the far
+edge, each jittered by a few centimetres and assigned at random (as LIBERO's layouts are fixed regions with
+small perturbations); "scatter" places everything anywhere on the table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ OBJ_OBJ_GAP = 0.12  # centre distance between two objects (leaves room for the o
 OBJ_CON_GAP = 0.045  # clearance between an object's bounding circle and a container's
 CON_CON_GAP = 0.02
 SETTLED_SPEED = 0.08  # m/s: an object moving slower than this counts as resting
+
+# The "slots" layout: slot centres (x, y) in metres and the uniform jitter around them.
+OBJECT_SLOTS = ((-0.09, -0.14), (-0.09, 0.0), (-0.09, 0.14))
+CONTAINER_SLOTS = ((0.1, -0.13), (0.1, 0.13))
+OBJECT_JITTER = 0.02
+CONTAINER_JITTER = 0.015
+LAYOUTS = ("slots", "scatter")
 
 
 @dataclass
@@ -76,7 +86,11 @@ class PlacementTask:
         distractor_container: float = 0.3,
         object_kinds: tuple[str, ...] | None = None,
         container_kinds: tuple[str, ...] | None = None,
+        layout: str = "slots",
     ):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; known: {list(LAYOUTS)}")
+        self.layout = layout
         self.distractors = distractors
         self.distractor_container = float(distractor_container)
         self.object_kinds = tuple(object_kinds or sc.OBJECT_KINDS)
@@ -103,6 +117,11 @@ class PlacementTask:
             n_distract = int(rng.integers(self.distractor_range[0], self.distractor_range[1] + 1))
         n_objects = self.n_stages + n_distract
         n_containers = 1 + int(rng.random() < self.distractor_container)
+        if self.layout == "slots" and (n_objects > len(OBJECT_SLOTS) or n_containers > len(CONTAINER_SLOTS)):
+            raise ValueError(
+                f"the slots layout holds {len(OBJECT_SLOTS)} objects and {len(CONTAINER_SLOTS)} containers; "
+                f"asked for {n_objects} and {n_containers} (use fewer distractors or layout='scatter')"
+            )
 
         # Distinct descriptions ("red cube" only once), so every instruction is unambiguous.
         object_descr = [(c, k) for c in sc.OBJECT_COLORS for k in self.object_kinds]
@@ -127,15 +146,28 @@ class PlacementTask:
                     return False
             return True
 
+        slots = {
+            "obj": [np.array(OBJECT_SLOTS[i]) for i in rng.permutation(len(OBJECT_SLOTS))],
+            "con": [np.array(CONTAINER_SLOTS[i]) for i in rng.permutation(len(CONTAINER_SLOTS))],
+        }
+        jitter = {"obj": OBJECT_JITTER, "con": CONTAINER_JITTER}
+
+        def candidate(what, margin):
+            if self.layout == "slots":
+                return slots[what][0] + rng.uniform(-jitter[what], jitter[what], size=2)
+            return np.array(
+                [
+                    rng.uniform(PLACE_X[0] + margin, PLACE_X[1] - margin),
+                    rng.uniform(PLACE_Y[0] + margin, PLACE_Y[1] - margin),
+                ]
+            )
+
         def draw(radius, what, margin=0.0):
             for _ in range(60):
-                xy = np.array(
-                    [
-                        rng.uniform(PLACE_X[0] + margin, PLACE_X[1] - margin),
-                        rng.uniform(PLACE_Y[0] + margin, PLACE_Y[1] - margin),
-                    ]
-                )
+                xy = candidate(what, margin)
                 if free(xy, radius, what):
+                    if self.layout == "slots":
+                        slots[what].pop(0)
                     placed_xy.append((xy, radius, what))
                     return xy
             return None
@@ -237,7 +269,8 @@ def make(name: str, seed: int = 0, **options):
     control_hz (10), render (True), max_steps (task default), physics_dt (0.002), shadows (False),
     view_size (0; N > 0 lets ``env.views()`` render every camera at N² for videos).
     Task options: distractors (number of distractor objects; default random), distractor_container
-    (probability of a second container, 0.3), object_kinds, container_kinds.
+    (probability of a second container, 0.3), object_kinds, container_kinds, layout ("slots", the default, or
+    "scatter").
     """
     from sim.env import TabletopEnv
 

@@ -123,3 +123,38 @@ def test_layouts_vary_with_the_seed():
         instructions.add(env.instruction)
         assert 2 <= len(env.layout.objects) <= 4
     assert len(instructions) >= 8
+
+
+def _slot_of(xy, slots, jitter):
+    near = [i for i, centre in enumerate(slots) if np.max(np.abs(np.subtract(xy, centre))) <= jitter + 1e-9]
+    assert len(near) == 1, f"{xy} is not within {jitter} m of exactly one slot of {slots}"
+    return near[0]
+
+
+@pytest.mark.parametrize("name", ["pick_place", "two_stage"])
+def test_slots_layout_puts_each_thing_in_its_own_jittered_slot(name):
+    target_slots, target_con_slots = set(), set()
+    for seed in range(30):
+        env = tasks.make(name, seed=seed, render=False)
+        env.reset()
+        objects = [_slot_of(o.xy, tasks.OBJECT_SLOTS, tasks.OBJECT_JITTER) for o in env.layout.objects]
+        containers = [_slot_of(c.xy, tasks.CONTAINER_SLOTS, tasks.CONTAINER_JITTER) for c in env.layout.containers]
+        assert len(set(objects)) == len(objects) and len(set(containers)) == len(containers)
+        first_object, target_container = env.goal.stages[0]
+        target_slots.add(objects[[o.name for o in env.layout.objects].index(first_object)])
+        target_con_slots.add(containers[[c.name for c in env.layout.containers].index(target_container)])
+    # The instruction, not a fixed place, decides where to go.
+    assert target_slots == {0, 1, 2} and target_con_slots == {0, 1}
+
+
+def test_scatter_layout_uses_the_whole_table_and_slots_refuse_too_many_objects():
+    xs = []
+    for seed in range(10):
+        env = tasks.make("pick_place", seed=seed, render=False, layout="scatter")
+        env.reset()
+        xs += [o.xy[0] for o in env.layout.objects]
+    assert max(xs) - min(xs) > 0.1  # the slots keep every object within 4 cm of x = -9 cm
+    with pytest.raises(ValueError, match="slots layout holds 3 objects"):
+        tasks.make("pick_place", seed=0, render=False, distractors=3).reset()
+    with pytest.raises(ValueError, match="unknown layout"):
+        tasks.make("pick_place", layout="grid")
