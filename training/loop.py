@@ -241,9 +241,9 @@ def _run(
             done = step + 1
             saving = done % config.save_interval == 0 or done == end
             if step == 0 or done % config.log_interval == 0 or saving:
-                now = time.perf_counter()
-                step_time = (now - interval_start) / len(interval)
-                record = {"step": step, **_mean(jax.device_get(interval)), "step_time_s": step_time}
+                means = _mean(jax.device_get(interval))  # waits for the steps, which jax dispatches ahead
+                step_time = (time.perf_counter() - interval_start) / len(interval)
+                record = {"step": step, **means, "step_time_s": step_time}
                 if saving and validator is not None:
                     record.update(validator(state))
                 interval_start, interval = time.perf_counter(), []
