@@ -147,3 +147,9 @@ def test_location_words_are_scored_apart_from_the_subtask():
         "within_grasp_tolerance": 0.5,
     }
     assert planner_eval.score(PREDICTIONS, LABELS, TASKS)["location"] == {"frames": 0}
+
+
+def test_a_tokenizer_with_some_location_bins_speaks_locations():
+    # A slots-layout dataset names only the bins around its slots, never the whole table.
+    assert planner_eval.speaks_locations(["▁move", "<x06>", "<y07>", "<y21>"])
+    assert not planner_eval.speaks_locations(["▁move", "▁to", "<unk>", "<pad>"])
