@@ -229,6 +229,11 @@ class ScriptedExpert:
             point = point + self.first_grasp_offset[self.stage]
         return point, yaw
 
+    def _holding(self, env) -> bool:
+        """Both pads on the object with the fingers closed on it: it is in the hand, whoever grasped it."""
+        left, right = env.finger_contacts(self._obj)
+        return left and right and 0.008 < env.gripper_opening() < 2 * sc.FINGER_OPEN - 0.01
+
     def _object_in_hand(self, env) -> bool:
         rel = env.body_pos(self._obj) - env.ee_pos()
         if np.linalg.norm(rel) > 0.045:
@@ -284,6 +289,12 @@ class ScriptedExpert:
     def _plan(self, env):
         ee = env.ee_pos()
         ee_yaw = rot.yaw_of_mat(env.ee_mat())
+
+        if self.phase == APPROACH and self._holding(env):
+            # A grasp another hand made (a deliberate miss that caught the object anyway): carry on from it.
+            self._goto(LIFT)
+            self.hold_pos = ee.copy()
+            self.grasp_yaw = ee_yaw
 
         if self.phase == APPROACH:
             gp, yaw = self._grasp_point(env)
