@@ -67,7 +67,7 @@ def test_bundle_runs_a_short_closed_loop_episode_through_the_runtime(tmp_path, c
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason='issue 12: the CPU-trained bundle solves 2 of 50 held-out episodes (most never get past "move to")',
+    reason="issue 12: the CPU-trained bundle solves 4 of 50 held-out episodes (it often picks the wrong object)",
 )
 def test_bundle_solves_held_out_episodes(tmp_path, capsys):
     results, rc = _rollout(tmp_path, 25)
