@@ -146,10 +146,10 @@ class PlacementTask:
                     return False
             return True
 
-        slots = {
-            "obj": [np.array(OBJECT_SLOTS[i]) for i in rng.permutation(len(OBJECT_SLOTS))],
-            "con": [np.array(CONTAINER_SLOTS[i]) for i in rng.permutation(len(CONTAINER_SLOTS))],
-        }
+        slots: dict[str, list[np.ndarray]] = {}
+        if self.layout == "slots":  # drawn only here, so a scatter seed gives the scene it gave before slots
+            slots["obj"] = [np.array(OBJECT_SLOTS[i]) for i in rng.permutation(len(OBJECT_SLOTS))]
+            slots["con"] = [np.array(CONTAINER_SLOTS[i]) for i in rng.permutation(len(CONTAINER_SLOTS))]
         jitter = {"obj": OBJECT_JITTER, "con": CONTAINER_JITTER}
 
         def candidate(what, margin):
