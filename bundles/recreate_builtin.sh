@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The exact command sequence that produced bundles/builtin; `make bundle` runs it from the repository root.
 #
-# One dataset of both built-in tasks (the default "slots" layout), every episode perturbed so that the expert shows how to recover: noise
-# on every move (σ = 0.1), and in 30% of the stages a first grasp that misses on purpose (beside the object or
-# above it), with the clean expert's labels throughout. Then one run of the pi05_builtin config (the joint
+# One dataset of both built-in tasks (the default "slots" layout), every episode perturbed so that the expert
+# shows how to recover: noise on every move (σ = 0.1), and in 30% of the stages a first grasp that misses on
+# purpose (beside the object or above it), with the clean expert's labels throughout. Then one run of the pi05_builtin config (the joint
 # recipe: subtask CE + flow; conv stem, state tokens) from scratch, with the frames decoded once into a
 # memory-mapped cache. Evaluation seeds start at 0 (rollouts) and 5000 (planner_eval); the demonstrations use
 # seeds 100000+, so every evaluation episode is held out.
