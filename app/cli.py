@@ -244,6 +244,8 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--action-noise must be >= 0, got {args.action_noise}")
     if not 0 <= args.mistakes <= 1:
         raise UserError(f"--mistakes must be a probability in [0, 1], got {args.mistakes}")
+    if not 0 <= args.detours <= 1:
+        raise UserError(f"--detours must be a probability in [0, 1], got {args.detours}")
     import pathlib
 
     out = pathlib.Path(args.out)
@@ -267,6 +269,7 @@ def _record(args: argparse.Namespace) -> int:
             action_noise=args.action_noise,
             mistakes=args.mistakes,
             locations=args.locations,
+            detours=args.detours,
             same_scene=args.same_scene,
         )
     except RuntimeError as err:
@@ -574,6 +577,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="P",
         help="with probability P per stage the first grasp misses on purpose; the labels show the recovery",
+    )
+    p.add_argument(
+        "--detours",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with probability P per stage and move the hand first heads over the wrong object or container; "
+        "the labels keep naming the right one",
     )
     p.add_argument(
         "--locations",

@@ -3,9 +3,11 @@
 #
 # One dataset of both built-in tasks (the default "slots" layout), every episode perturbed so that the expert
 # shows how to recover: noise on every move (σ = 0.1), and in 30% of the stages a first grasp that misses on
-# purpose (beside the object or above it), with the clean expert's labels throughout. Then one run of the pi05_builtin config (the joint
-# recipe: subtask CE + flow; conv stem, state tokens) from scratch, with the frames decoded once into a
-# memory-mapped cache. Evaluation seeds start at 0 (rollouts) and 5000 (planner_eval); the demonstrations use
+# purpose (beside the object or above it), and in half of the moves a detour that first heads over the wrong
+# object or container, with the clean expert's labels throughout. Every move's label ends with where it goes
+# (location words, `sim.locations`), so the planner finds the target and the actor follows its words. Then
+# one run of the pi05_builtin config (the joint recipe: subtask CE + flow; conv stem, state tokens) from
+# scratch, with the frames decoded once into a memory-mapped cache. Evaluation seeds start at 0 (rollouts) and 5000 (planner_eval); the demonstrations use
 # seeds 100000+, so every evaluation episode is held out.
 #
 # Re-running it resumes: a finished recording is kept, and training continues from its latest checkpoint.
@@ -18,7 +20,7 @@ runs=checkpoints/pi05_builtin
 
 if [[ ! -f $data/meta/info.json ]]; then
     robot-runtime record --env builtin:all --episodes "$episodes" --out "$data" --image-size 64 --workers 2 \
-        --seed 100000 --action-noise 0.1 --mistakes 0.3 --overwrite
+        --seed 100000 --action-noise 0.1 --mistakes 0.3 --detours 0.5 --locations --overwrite
     rm -f assets/pi05_builtin/default/norm_stats.json
 fi
 if [[ ! -f assets/pi05_builtin/default/norm_stats.json ]]; then

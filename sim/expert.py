@@ -49,6 +49,8 @@ RELEASE_XY = 0.012
 APPROACH_FUNNEL = (GRASP_XY, 0.03)
 TRANSPORT_FUNNEL = (RELEASE_XY, 0.025)
 AT_BOTTOM = 0.006  # height above the funnel's bottom that counts as arrived
+DETOUR_REACHED = 0.02  # a detour is over once the hand is this close to the point over the wrong body
+DETOUR_SECONDS = 4.0
 
 
 def _funnel_height(xy_err: float, funnel: tuple[float, float], full: float) -> float:
@@ -133,12 +135,17 @@ class ScriptedExpert:
         release_seconds: float = 0.3,
         turn_wrist: bool = False,
         first_grasp_offset: dict[int, np.ndarray] | None = None,
+        detours: dict[tuple[int, str], str] | None = None,
         locations: bool = False,
     ):
         """turn_wrist: align the fingers with the object's yaw (the built-in tasks bound the yaw so that a
         straight hand always fits, and then no rotation action is needed).
         first_grasp_offset: {stage: xyz offset} added to the grasp point of the first attempt of that stage,
         a deliberate miss that the expert then recovers from (see sim.recorder's ``mistakes``).
+        detours: {(stage, APPROACH or TRANSPORT): body}: the first move of that phase in that stage goes over
+        the wrong thing first (another object, another container), then on to the right one; a clean expert
+        labelling alongside shows, frame by frame, that the subtask names the target wherever the hand is
+        heading (see sim.recorder's ``detours``).
         locations: the two moves end with where they go, `<xNN><yNN>` (`sim.locations`): "move to the red cube"
         with the cube's table position, "move above the white bowl" with the drop point. Grasp, lift and release
         happen where the hand already is, and naming the hand's own position there would teach the planner to
@@ -151,6 +158,7 @@ class ScriptedExpert:
         self.release_seconds = release_seconds
         self.turn_wrist = turn_wrist
         self.first_grasp_offset = dict(first_grasp_offset or {})
+        self.detours = dict(detours or {})
         self.locations = locations
         self._episode_key = None
 
@@ -166,6 +174,7 @@ class ScriptedExpert:
         self.release_xy: np.ndarray | None = None
         self.release_yaw: float | None = None
         self.attempts = 0
+        self._detoured: set[tuple[int, str]] = set()
 
     @property
     def subtask(self) -> str:
@@ -228,6 +237,29 @@ class ScriptedExpert:
         if self.attempts == 0 and self.stage in self.first_grasp_offset:
             point = point + self.first_grasp_offset[self.stage]
         return point, yaw
+
+    def _detour_point(self, env) -> np.ndarray | None:
+        """Where a detour of this phase goes (over the wrong body, at the phase's travel height), or None when
+        there is none or it is over: the hand got there, or it has tried for `DETOUR_SECONDS`."""
+        key = (self.stage, self.phase)
+        if key not in self.detours or key in self._detoured:
+            return None
+        if self.phase == APPROACH and not env.gripper_opening() > 2 * sc.FINGER_OPEN - 0.01:
+            return None
+        if self.phase == TRANSPORT and not self._object_in_hand(env):
+            return None
+        xy = env.body_pos(self.detours[key])[:2]
+        z = self._grasp_point(env)[0][2] + HOVER_ABOVE if self.phase == APPROACH else CARRY_Z
+        point = np.array([xy[0], xy[1], z])
+        ee = env.ee_pos()
+        self.counter += 1
+        if np.linalg.norm(ee - point) < DETOUR_REACHED or self.counter > self._seconds(env, DETOUR_SECONDS):
+            self._detoured.add(key)
+            self.counter = 0
+            return None
+        if ee[2] < z - 0.025:
+            return np.array([ee[0], ee[1], z])  # rise before moving sideways
+        return point
 
     def _holding(self, env) -> bool:
         """Both pads on the object with the fingers closed on it: it is in the hand, whoever grasped it."""
@@ -295,6 +327,10 @@ class ScriptedExpert:
             self._goto(LIFT)
             self.hold_pos = ee.copy()
             self.grasp_yaw = ee_yaw
+
+        detour = self._detour_point(env)
+        if detour is not None:
+            return detour, ee_yaw, -1.0 if self.phase == APPROACH else 1.0
 
         if self.phase == APPROACH:
             gp, yaw = self._grasp_point(env)

@@ -24,6 +24,10 @@ get back on track from the states a policy reaches through its own errors (DART,
 - ``mistakes`` p > 0: with probability p per stage, the executing expert's first grasp of that stage aims
   beside the object (5.5–7 cm along the fingers' width) or closes above it (4–5 cm); the clean expert's
   labels then show how to back off, reopen and grasp again.
+- ``detours`` p > 0: with probability p per stage and move, the executing expert first heads over the wrong
+  thing (another object before a grasp, the other container, where there is one, before a release), while the
+  clean labels keep naming the right one and steering back to it. Without such frames the hand's heading
+  gives the target away on nearly every frame, and a policy learns to follow the hand instead of the words.
 ``locations`` ends every subtask label with its target's table position (`sim.locations`).
 Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
@@ -47,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sim.expert import GRASP, RELEASE
+from sim.expert import APPROACH, GRASP, RELEASE, TRANSPORT
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
@@ -145,8 +149,10 @@ class _EpisodeWorker:
         action_noise: float = 0.0,
         mistakes: float = 0.0,
         locations: bool = False,
+        detours: float = 0.0,
     ):
         self.scratch = scratch
+        self.detours = detours
         self.locations = locations
         self.action_noise = action_noise
         self.mistakes = mistakes
@@ -179,7 +185,10 @@ class _EpisodeWorker:
         noise_rng = np.random.default_rng([seed, attempt])
         obs = env.reset(seed=seed)
         labeller = ScriptedExpert(locations=self.locations)
-        executor = ScriptedExpert(first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)))
+        executor = ScriptedExpert(
+            first_grasp_offset=draw_mistakes(noise_rng, self.mistakes, len(env.goal.stages)),
+            detours=draw_detours(noise_rng, self.detours, env),
+        )
         h, w = self.image_size
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)  # type: ignore[attr-defined]
         paths = {cam: os.path.join(self.scratch, f"attempt{attempt:06d}_{cam}.mp4") for cam in self.cameras}
@@ -259,13 +268,32 @@ def draw_mistakes(rng: np.random.Generator, prob: float, stages: int) -> dict[in
     return out
 
 
+def draw_detours(rng: np.random.Generator, prob: float, env) -> dict[tuple[int, str], str]:
+    """{(stage, phase): body} for the moves that first go over the wrong thing: an object no stage has moved
+    yet before a grasp, the other container before a release."""
+    out: dict[tuple[int, str], str] = {}
+    if prob <= 0:
+        return out
+    stages = env.goal.stages
+    containers = [c.name for c in env.layout.containers]
+    for stage, (obj, con) in enumerate(stages):
+        moved = {o for o, _ in stages[:stage]}
+        decoys = [o.name for o in env.layout.objects if o.name != obj and o.name not in moved]
+        if decoys and rng.random() < prob:
+            out[(stage, APPROACH)] = decoys[int(rng.integers(len(decoys)))]
+        others = [c for c in containers if c != con]
+        if others and rng.random() < prob:
+            out[(stage, TRANSPORT)] = others[int(rng.integers(len(others)))]
+    return out
+
+
 _WORKER: _EpisodeWorker | None = None
 
 
-def _pool_init(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations):
+def _pool_init(*worker_args):
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = _EpisodeWorker(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations)
+    _WORKER = _EpisodeWorker(*worker_args)
 
 
 def _pool_run(attempt: int, task_name: str, seed: int) -> dict:
@@ -407,6 +435,7 @@ class _DatasetWriter:
         action_noise: float,
         mistakes: float,
         locations: bool,
+        detours: float,
     ) -> None:
         out, fps = self.out, self.fps
         n_eps = self.episodes
@@ -424,6 +453,7 @@ class _DatasetWriter:
             "action_noise": action_noise,
             "mistakes": mistakes,
             "locations": locations,
+            "detours": detours,
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH,
             "features": build_features(image_size, cameras, fps),
@@ -454,6 +484,7 @@ def record(
     mistakes: float = 0.0,
     same_scene: bool = False,
     locations: bool = False,
+    detours: float = 0.0,
     **task_options,
 ) -> dict:
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
@@ -477,6 +508,8 @@ def record(
         raise ValueError(f"action_noise must be a finite σ >= 0, got {action_noise}")
     if not 0.0 <= mistakes <= 1.0:
         raise ValueError(f"mistakes must be a probability in [0, 1], got {mistakes}")
+    if not 0.0 <= detours <= 1.0:
+        raise ValueError(f"detours must be a probability in [0, 1], got {detours}")
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -500,11 +533,10 @@ def record(
     def job(k: int) -> tuple[int, str, int]:
         return k, names[k % len(names)], seed if same_scene else seed + k
 
+    worker_args = (scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations, detours)
     try:
         if workers <= 1:
-            worker = _EpisodeWorker(
-                scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations
-            )
+            worker = _EpisodeWorker(*worker_args)
             try:
                 while dataset.episodes < episodes and attempts < max_attempts:
                     r = worker.run(*job(attempts))
@@ -522,7 +554,7 @@ def record(
                 max_workers=workers,
                 mp_context=ctx,
                 initializer=_pool_init,
-                initargs=(scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations),
+                initargs=worker_args,
             ) as pool:
                 pending: deque = deque()
                 submitted = 0
@@ -549,7 +581,7 @@ def record(
             f"only {dataset.episodes} of {episodes} episodes succeeded in {attempts} attempts "
             f"(failed: {dataset.failed_seeds})"
         )
-    dataset.write_meta(image_size, cameras, action_noise, mistakes, locations)
+    dataset.write_meta(image_size, cameras, action_noise, mistakes, locations, detours)
     return {
         "out_dir": str(out),
         "episodes": dataset.episodes,

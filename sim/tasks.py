@@ -72,6 +72,17 @@ def placed(env, obj: str, con: str) -> bool:
     return float(np.linalg.norm(env.body_linvel(obj))) < SETTLED_SPEED
 
 
+def _distinct_colours(descriptions: list[tuple[str, str]], n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """`n` (colour, kind) pairs in a random order, no two of one colour."""
+    chosen: list[tuple[str, str]] = []
+    for i in rng.permutation(len(descriptions)):
+        if descriptions[i][0] not in {c for c, _ in chosen}:
+            chosen.append(descriptions[i])
+    if len(chosen) < n:
+        raise ValueError(f"{n} things of distinct colours asked for, only {len(chosen)} colours known")
+    return chosen[:n]
+
+
 class PlacementTask:
     """Put objects into containers, one stage per (object, container) pair."""
 
@@ -123,13 +134,12 @@ class PlacementTask:
                 f"asked for {n_objects} and {n_containers} (use fewer distractors or layout='scatter')"
             )
 
-        # Distinct descriptions ("red cube" only once), so every instruction is unambiguous.
-        object_descr = [(c, k) for c in sc.OBJECT_COLORS for k in self.object_kinds]
-        idx = rng.permutation(len(object_descr))[:n_objects]
-        objects_ck = [object_descr[i] for i in idx]
-        con_descr = [(c, k) for c in sc.CONTAINER_COLORS for k in self.container_kinds]
-        idx = rng.permutation(len(con_descr))[:n_containers]
-        containers_ck = [con_descr[i] for i in idx]
+        # One colour per object and per container in a scene, so that the colour alone picks the target out:
+        # at the policy's 64² a cube and a cylinder of one colour are a few pixels apart.
+        objects_ck = _distinct_colours([(c, k) for c in sc.OBJECT_COLORS for k in self.object_kinds], n_objects, rng)
+        containers_ck = _distinct_colours(
+            [(c, k) for c in sc.CONTAINER_COLORS for k in self.container_kinds], n_containers, rng
+        )
 
         placed_xy: list[tuple[np.ndarray, float, str]] = []  # (xy, radius, "obj"|"con")
 

@@ -158,3 +158,19 @@ def test_scatter_layout_uses_the_whole_table_and_slots_refuse_too_many_objects()
         tasks.make("pick_place", seed=0, render=False, distractors=3).reset()
     with pytest.raises(ValueError, match="unknown layout"):
         tasks.make("pick_place", layout="grid")
+
+
+@pytest.mark.parametrize("layout", tasks.LAYOUTS)
+def test_every_object_and_every_container_of_a_scene_has_its_own_colour(layout):
+    kinds_seen = set()
+    for seed in range(40):
+        env = tasks.make("two_stage", seed=seed, render=False, layout=layout, distractor_container=1.0)
+        env.reset()
+        colours = [o.color for o in env.layout.objects]
+        assert len(set(colours)) == len(colours), f"seed {seed}: {colours}"
+        con_colours = [c.color for c in env.layout.containers]
+        assert len(set(con_colours)) == len(con_colours), f"seed {seed}: {con_colours}"
+        kinds_seen |= {o.kind for o in env.layout.objects}
+    assert kinds_seen == set(tasks.sc.OBJECT_KINDS)  # the kinds still vary
+    with pytest.raises(ValueError, match="distinct colours"):
+        tasks._distinct_colours([("red", "cube"), ("red", "cylinder")], 2, np.random.default_rng(0))

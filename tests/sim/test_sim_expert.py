@@ -122,3 +122,51 @@ def test_an_expert_that_finds_the_object_already_in_hand_labels_lift_not_move_to
     labeller.reset(env)  # it believes it is still approaching
     _, label = labeller.act(env)
     assert label == f"lift the {obj}"
+
+
+@pytest.mark.parametrize("phase", ["approach", "transport"])
+def test_a_detour_goes_over_the_wrong_thing_while_the_labels_name_the_right_one(phase):
+    # The recorder's detours: the executing hand first heads over a distractor (object or container), the
+    # clean labeller keeps naming the target and steering towards it, and the episode still succeeds.
+    env = tasks.make("pick_place", seed=0, render=False, distractor_container=1.0)
+    env.reset()
+    obj, con = env.goal.stages[0]
+    wrong = next(
+        (o.name for o in env.layout.objects if o.name != obj)
+        if phase == "approach"
+        else (c.name for c in env.layout.containers if c.name != con)
+    )
+    target = obj if phase == "approach" else con
+    executor, labeller = ScriptedExpert(detours={(0, phase): wrong}), ScriptedExpert()
+    verb = "move to the" if phase == "approach" else "move above the"
+    named = env.object_spec(obj).description if phase == "approach" else env.container_spec(con).description
+    closest = {wrong: 1.0, target: 1.0}
+    done, info = False, {"success": False}
+    while not done:
+        executed, _ = executor.act(env)
+        clean, label = labeller.act(env)
+        if executor.phase == phase:
+            assert label == f"{verb} {named}"
+            hand = env.ee_pos()[:2]
+            if closest[target] > 0.05:  # still on the way out
+                closest[wrong] = min(closest[wrong], float(np.linalg.norm(hand - env.body_pos(wrong)[:2])))
+                to_target = env.body_pos(target)[:2] - hand
+                assert float(np.dot(clean[:2], to_target)) > 0, "the clean action steers towards the target"
+            closest[target] = min(closest[target], float(np.linalg.norm(hand - env.body_pos(target)[:2])))
+        _, done, info = env.step(executed)
+    assert closest[wrong] < 0.03, "the hand went over the wrong thing"
+    assert info["success"]
+
+
+def test_detours_draw_only_distractors_and_nothing_without_probability():
+    from sim.recorder import draw_detours
+
+    env = tasks.make("two_stage", seed=4, render=False, distractor_container=1.0)
+    env.reset()
+    assert draw_detours(np.random.default_rng(0), 0.0, env) == {}
+    (obj0, con), (obj1, _) = env.goal.stages
+    drawn = draw_detours(np.random.default_rng(0), 1.0, env)
+    assert set(drawn) == {(0, "approach"), (0, "transport"), (1, "approach"), (1, "transport")}
+    assert drawn[(0, "approach")] != obj0
+    assert drawn[(1, "approach")] not in (obj0, obj1)
+    assert drawn[(0, "transport")] != con and drawn[(1, "transport")] != con

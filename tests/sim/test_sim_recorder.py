@@ -217,3 +217,26 @@ def test_locations_end_every_label_and_leave_the_episode_unchanged(tmp_path):
     drops = {tuple(where) for (words, where) in split if words.startswith("move above")}
     assert len(drops) == 2  # two objects, two drop points
     assert json.loads((tmp_path / "loc" / "meta" / "info.json").read_text())["locations"] is True
+
+
+def test_detours_head_over_a_distractor_while_every_label_names_the_target(tmp_path):
+    """With detours=1 the recorded hand first passes over another object while the labels say "move to" the
+    target; the episode still succeeds and is longer than the direct one."""
+    out, direct = tmp_path / "detour", tmp_path / "direct"
+    record("pick_place", 1, out, seed=3, image_size=IMG, progress=False, detours=1.0)
+    record("pick_place", 1, direct, seed=3, image_size=IMG, progress=False)
+    env = tasks.make("pick_place", seed=3, render=False)
+    env.reset()
+    target = env.object_spec(env.goal.stages[0][0])
+    others = [o for o in env.layout.objects if o.name != target.name]
+    frames = pq.read_table(out / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+    moving = [s for s, label in zip(frames["observation.state"], frames["subtask"]) if label.startswith("move to")]
+    assert {label for label in frames["subtask"] if label.startswith("move to")} == {
+        f"move to the {target.description}"
+    }
+    assert min(np.linalg.norm(np.subtract(s[:2], o.xy)) for s in moving for o in others) < 0.03
+    lengths = [_read_jsonl(d / "meta" / "episodes.jsonl")[0]["length"] for d in (out, direct)]
+    assert lengths[0] > lengths[1]
+    assert json.loads((out / "meta" / "info.json").read_text())["detours"] == 1.0
+    with pytest.raises(ValueError, match="detours"):
+        record("pick_place", 1, tmp_path / "bad", image_size=IMG, progress=False, detours=2.0)
