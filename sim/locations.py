@@ -6,6 +6,11 @@ the subtask's words. The planner's cross-entropy on those two tokens teaches the
 named object, and the actor's move becomes a function of where the target is (two tokens) and where the hand
 is (its state tokens), instead of a search of the image for an object named in words.
 
+Recordings with locations also list where every object and container is on each frame (`scene_locations`):
+training asks the planner, on a share of its samples, where one of them is ("locate the blue cylinder" →
+`<x08><y34>`), as PaliGemma is co-trained to detect objects. Unlike a subtask's target, a thing asked about
+is as often away from the hand as near it, so the answer has to come from its colour in the image.
+
 A tokenizer trained on such labels makes each `<…>` symbol one piece (`policy.tokenizer.train_tokenizer`).
 Closed-loop metrics and exact-match scores compare the words; `split_location` takes the symbols off.
 """
@@ -46,3 +51,16 @@ def split_location(text: str) -> tuple[str, np.ndarray | None]:
 def location_symbols() -> list[str]:
     """Every symbol `location_words` can write."""
     return [f"<x{i:02d}>" for i in range(X_BINS)] + [f"<y{i:02d}>" for i in range(Y_BINS)]
+
+
+SCENE_LOCATIONS = "scene_locations"  # the recorder's per-frame column
+SCENE_SEPARATOR = "; "
+
+
+def scene_locations(env) -> str:
+    """Every object and container of `env` with where it is now: `red cube <x04><y07>; white box <x19><y08>`."""
+    things = [(o.name, o.description) for o in env.layout.objects]
+    things += [(c.name, c.description) for c in env.layout.containers]
+    return SCENE_SEPARATOR.join(
+        f"{description} {location_words(env.body_pos(name)[:2])}" for name, description in things
+    )

@@ -13,7 +13,8 @@ Layout written under ``out_dir``::
     meta/episodes_stats.jsonl   per-episode min/max/mean/std/count per feature (images: per channel, /255)
     data/chunk-000/episode_000000.parquet
         observation.state float32[8], action float32[7], timestamp float32, frame_index, episode_index,
-        index, task_index (int64), subtask (string: the expert's current subtask for that frame)
+        index, task_index (int64), subtask (string: the expert's current subtask for that frame),
+        and with ``locations`` scene_locations (string: where every object and container is, `sim.locations`)
     videos/chunk-000/observation.images.agentview/episode_000000.mp4   (and .wrist; MPEG-4 part 2 "mp4v")
 
 Frame t holds the observation before action t. The dataset always keeps the *clean* expert's action for
@@ -28,7 +29,8 @@ get back on track from the states a policy reaches through its own errors (DART,
   thing (another object before a grasp, the other container, where there is one, before a release), while the
   clean labels keep naming the right one and steering back to it. Without such frames the hand's heading
   gives the target away on nearly every frame, and a policy learns to follow the hand instead of the words.
-``locations`` ends every subtask label with its target's table position (`sim.locations`).
+``locations`` ends every move's label with its target's table position and adds the ``scene_locations``
+column (`sim.locations`).
 Episodes where the expert fails are dropped (counted in the
 summary) and further seeds are tried until ``episodes`` successful ones exist. Attempt k uses seed
 ``seed + k`` and task ``task_name[k % len(task_name)]``, so a run is reproducible; kept episodes keep the
@@ -52,6 +54,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sim.expert import APPROACH, GRASP, RELEASE, TRANSPORT
+from sim.locations import SCENE_LOCATIONS, scene_locations
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
@@ -68,7 +71,7 @@ def video_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
-def build_features(image_size: tuple[int, int], cameras: Sequence[str], fps: float) -> dict:
+def build_features(image_size: tuple[int, int], cameras: Sequence[str], fps: float, locations: bool = False) -> dict:
     h, w = image_size
     feats: dict = {}
     for cam in cameras:
@@ -98,6 +101,8 @@ def build_features(image_size: tuple[int, int], cameras: Sequence[str], fps: flo
     ):
         feats[key] = {"dtype": dtype, "shape": [1], "names": None}
     feats["subtask"] = {"dtype": "string", "shape": [1], "names": None}
+    if locations:
+        feats[SCENE_LOCATIONS] = {"dtype": "string", "shape": [1], "names": None}
     return feats
 
 
@@ -201,6 +206,7 @@ class _EpisodeWorker:
         states: list[np.ndarray] = []
         actions: list[np.ndarray] = []
         subtasks: list[str] = []
+        scenes: list[str] = []
         frames_for_stats: dict[str, list] = {cam: [] for cam in self.cameras}
         stat_every = max(1, env.max_steps // IMAGE_STAT_SAMPLES)
         done = False
@@ -219,6 +225,8 @@ class _EpisodeWorker:
                 states.append(obs["state"])
                 actions.append(action.astype(np.float32))
                 subtasks.append(subtask)
+                if self.locations:
+                    scenes.append(scene_locations(env))
                 if self.action_noise > 0 and executor.phase not in (GRASP, RELEASE):
                     executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, -1.0, 1.0)
                 obs, done, info = env.step(executed)
@@ -244,6 +252,7 @@ class _EpisodeWorker:
             state=np.stack(states).astype(np.float32),
             action=np.stack(actions).astype(np.float32),
             subtask=subtasks,
+            scene_locations=scenes,
             image_stats={cam: _image_stats(frames_for_stats[cam]) for cam in self.cameras},
         )
         return result
@@ -339,6 +348,8 @@ def _write_parquet(path: Path, r: dict, episode_index: int, global_start: int, t
             "subtask": pa.array(r["subtask"], type=pa.string()),
         }
     )
+    if r["scene_locations"]:
+        table = table.append_column(SCENE_LOCATIONS, pa.array(r["scene_locations"], type=pa.string()))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
@@ -456,7 +467,7 @@ class _DatasetWriter:
             "detours": detours,
             "data_path": DATA_PATH,
             "video_path": VIDEO_PATH,
-            "features": build_features(image_size, cameras, fps),
+            "features": build_features(image_size, cameras, fps, locations),
         }
         with open(out / "meta" / "info.json", "w") as f:
             json.dump(info, f, indent=4)

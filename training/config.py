@@ -74,6 +74,10 @@ class DataConfig:
     reasoning_json: str | None = None
     think_prob: float = 0.5
     outdated_prob: float = 0.25
+    # Localisation co-training (training.locate): with probability locate_prob a sample's text row asks where
+    # one thing listed in the per-frame column `scene_key` is, instead of the subtask.
+    locate_prob: float = 0.0
+    scene_key: str = "scene_locations"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +313,7 @@ def _builtin() -> TrainConfig:
     return TrainConfig(
         name="pi05_builtin",
         model=model,
-        data=DataConfig(path="data/builtin", num_workers=2, geometric_augment=False, frame_cache=True),
+        data=DataConfig(path="data/builtin", num_workers=2, geometric_augment=False, frame_cache=True, locate_prob=0.4),
         subtask_loss_weight=1.0,
         fast_loss_weight=0.0,
         flow_loss_weight=1.0,

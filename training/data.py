@@ -92,6 +92,7 @@ def _open(config: TrainConfig, path: str, episodes) -> LeRobotDataset:
         action_key=data.action_key,
         subtask_key=data.subtask_key,
         task_key=data.task_key,
+        scene_key=data.scene_key if data.locate_prob > 0 else None,
         cameras=[dataset_key for dataset_key, _ in data.cameras],
         episodes=episodes,
     )

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from policy.errors import UserFacingError
+from training import locate
 from training.video import VideoReader, decode_image
 
 OVERALL_TASK_KEY = "overall_task"
@@ -50,6 +51,7 @@ class Frame:
     subtask: str
     episode_index: int
     frame_index: int
+    scene: str = ""  # where things are, from the `scene_key` column (training.locate); "" without one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +74,7 @@ class LeRobotDataset:
         action_key: str = "action",
         subtask_key: str = "subtask",
         task_key: str | None = None,
+        scene_key: str | None = None,
         cameras: Sequence[str] | None = None,
         episodes: Sequence[int] | None = None,
     ):
@@ -96,7 +99,9 @@ class LeRobotDataset:
         self._features = features
 
         episode_meta = self._read_episode_meta()
-        table = self._read_frames(episode_meta, [state_key, action_key, subtask_key, task_key, OVERALL_TASK_KEY])
+        table = self._read_frames(
+            episode_meta, [state_key, action_key, subtask_key, task_key, scene_key, OVERALL_TASK_KEY]
+        )
         if episodes is not None:
             keep = pc.is_in(table["episode_index"], pa.array(list(episodes), pa.int64()))
             table = table.filter(keep)
@@ -110,6 +115,14 @@ class LeRobotDataset:
         self._timestamp = self._frame_index / self.fps if timestamps is None else timestamps.astype(np.float64)
         self._task = self._frame_tasks(table, task_key, episode_meta)
         self._subtask = self._frame_subtasks(table, subtask_key)
+        self._scene = np.full(len(self._task), "", object)
+        if scene_key is not None:
+            if scene_key not in table.column_names:
+                raise DatasetError(
+                    f"{self.root} has no per-frame column {scene_key!r} of where things are "
+                    "(the built-in recorder writes scene_locations with --locations)"
+                )
+            self._scene = np.asarray(table[scene_key].to_pylist(), object)
         self._images_in_table = {c: table[c].combine_chunks() for c in self.cameras if features[c]["dtype"] == "image"}
 
         starts = np.flatnonzero(np.r_[True, self._episode_index[1:] != self._episode_index[:-1]])
@@ -238,8 +251,11 @@ class LeRobotDataset:
         return int(self._actions.shape[1])
 
     def texts(self) -> list[str]:
-        """Every distinct task and subtask string, sorted (to train a tokenizer that covers the dataset)."""
-        return sorted(set(self._task.tolist()) | set(self._subtask.tolist()))
+        """Every distinct task and subtask string, and the localisation questions and answers its scene
+        column can give, sorted (to train a tokenizer that covers the dataset)."""
+        scenes = sorted(set(self._scene.tolist()) - {""})
+        answers = {where for scene in scenes for _, where in locate.scene_entries(scene)}
+        return sorted(set(self._task.tolist()) | set(self._subtask.tolist()) | set(locate.questions(scenes)) | answers)
 
     def action_chunks(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Actions [n,H,A] from each row on, and the pad flags [n,H] where the episode ended first."""
@@ -265,6 +281,7 @@ class LeRobotDataset:
             subtask=str(self._subtask[row]),
             episode_index=int(self._episode_index[row]),
             frame_index=int(self._frame_index[row]),
+            scene=str(self._scene[row]),
         )
 
     def video_sources(self) -> dict[str, list[tuple[str, int]]]:

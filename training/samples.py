@@ -32,6 +32,7 @@ from policy.prompts import (
 from training.augment import augment_image
 from training.config import DataConfig
 from training.lerobot import Frame
+from training.locate import locate_sample
 from training.reasoning import ReasoningSampler
 
 FAST_RANGE = 1.0
@@ -100,6 +101,8 @@ class SampleMaker:
         self.fast = fast
         self.text_len = text_len or model.max_token_len
         self.reasoning = reasoning
+        if not 0.0 <= data.locate_prob <= 1.0:
+            raise ValueError(f"data.locate_prob must be in [0, 1], got {data.locate_prob}")
         if reasoning is not None and self.text_len != model.max_token_len:
             raise ValueError("the reasoning protocol uses one row for text and flow: leave max_text_len unset")
         self.cameras = {model_key: dataset_key for dataset_key, model_key in data.cameras}
@@ -132,7 +135,7 @@ class SampleMaker:
         if self.reasoning is not None:
             rows = self._reasoning_rows(frame, rng, prompt_state)
         else:
-            rows = self._rows(frame, actions, prompt_state)
+            rows = self._rows(frame, actions, prompt_state, rng)
         return {
             "images": images,
             "image_masks": image_masks,
@@ -142,13 +145,19 @@ class SampleMaker:
             "action_is_pad": np.asarray(frame.action_is_pad, bool),
         }
 
-    def _rows(self, frame: Frame, actions: np.ndarray, state: np.ndarray | None) -> dict:
-        fast_ids = None
-        if self.fast is not None:
-            fast_ids = fast_lib.to_text_ids(self.fast.encode(clip_for_fast(actions)), self.model.vocab_size)
-        text = tokenize_text_example(
-            self.tokenizer, frame.task, frame.subtask, max_len=self.text_len, state=state, fast_ids=fast_ids
-        )
+    def _rows(self, frame: Frame, actions: np.ndarray, state: np.ndarray | None, rng: np.random.Generator) -> dict:
+        question = None
+        if self.data.locate_prob > 0 and rng.random() < self.data.locate_prob:
+            question = locate_sample(frame.scene, rng)
+        if question is not None:
+            text = tokenize_text_example(self.tokenizer, *question, max_len=self.text_len, state=state)
+        else:
+            fast_ids = None
+            if self.fast is not None:
+                fast_ids = fast_lib.to_text_ids(self.fast.encode(clip_for_fast(actions)), self.model.vocab_size)
+            text = tokenize_text_example(
+                self.tokenizer, frame.task, frame.subtask, max_len=self.text_len, state=state, fast_ids=fast_ids
+            )
         actor = tokenize_actor(self.tokenizer, frame.task, frame.subtask, max_len=self.model.max_token_len, state=state)
         return {
             "text_tokens": text.tokens,

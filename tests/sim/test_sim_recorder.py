@@ -240,3 +240,31 @@ def test_detours_head_over_a_distractor_while_every_label_names_the_target(tmp_p
     assert json.loads((out / "meta" / "info.json").read_text())["detours"] == 1.0
     with pytest.raises(ValueError, match="detours"):
         record("pick_place", 1, tmp_path / "bad", image_size=IMG, progress=False, detours=2.0)
+
+
+def test_locations_list_where_every_thing_is_on_every_frame(tmp_path):
+    """With locations, each frame lists every object and container with its location symbols; the target's
+    entry agrees with the label of the move towards it, and it follows the object as the hand carries it."""
+    from sim.locations import SCENE_LOCATIONS, SCENE_SEPARATOR, split_location
+
+    out = tmp_path / "loc"
+    record("pick_place", 1, out, seed=3, image_size=IMG, progress=False, locations=True)
+    frames = pq.read_table(out / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"][SCENE_LOCATIONS]["dtype"] == "string"
+    env = tasks.make("pick_place", seed=3, render=False)
+    env.reset()
+    things = [o.description for o in env.layout.objects] + [c.description for c in env.layout.containers]
+    scenes = [
+        {words.strip(): xy for words, xy in map(split_location, scene.split(SCENE_SEPARATOR))}
+        for scene in frames[SCENE_LOCATIONS]
+    ]
+    assert all(sorted(scene) == sorted(things) for scene in scenes)
+    target = env.object_spec(env.goal.stages[0][0]).description
+    words, where = split_location(frames["subtask"][0])
+    assert words.strip() == f"move to the {target}"
+    np.testing.assert_allclose(scenes[0][target], where)
+    assert np.linalg.norm(scenes[-1][target] - scenes[0][target]) > 0.1  # carried into the container
+    record("pick_place", 1, tmp_path / "plain", seed=3, image_size=IMG, progress=False)
+    plain = pq.read_table(tmp_path / "plain" / "data" / "chunk-000" / "episode_000000.parquet")
+    assert SCENE_LOCATIONS not in plain.column_names

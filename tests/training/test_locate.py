@@ -1,0 +1,92 @@
+"""Localisation co-training: parsing a scene list, and samples whose text row asks where a thing is."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from policy import prompts
+from policy.normalize import RunningStats
+from policy.tokenizer import TextTokenizer, train_tokenizer
+from training import locate
+from training.config import get_config
+from training.lerobot import DatasetError, LeRobotDataset
+from training.samples import SampleMaker
+
+SCENE = "red cube <x04><y07>; white box <x19><y08>;  ; blue cylinder <x05><y34>"
+
+
+def test_scene_entries_and_questions():
+    assert locate.scene_entries(SCENE) == [
+        ("red cube", "<x04><y07>"),
+        ("white box", "<x19><y08>"),
+        ("blue cylinder", "<x05><y34>"),
+    ]
+    assert locate.scene_entries("") == [] and locate.scene_entries("red cube") == []
+    assert locate.questions([SCENE, "red cube <x01><y01>"]) == [
+        "locate the blue cylinder",
+        "locate the red cube",
+        "locate the white box",
+    ]
+    drawn = {locate.locate_sample(SCENE, np.random.default_rng(seed)) for seed in range(30)}
+    assert drawn == {
+        ("locate the red cube", "<x04><y07>"),
+        ("locate the white box", "<x19><y08>"),
+        ("locate the blue cylinder", "<x05><y34>"),
+    }
+    assert locate.locate_sample("", np.random.default_rng(0)) is None
+
+
+@pytest.fixture(scope="module")
+def located(tmp_path_factory):
+    from sim.recorder import record
+
+    out = tmp_path_factory.mktemp("data") / "loc"
+    record("pick_place", 1, out, image_size=64, progress=False, locations=True, object_kinds=("cylinder",))
+    return out
+
+
+def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, tmp_path):
+    config = get_config("pi05_subtask_hybrid_tiny", [f"data.path={located}"])
+    ds = LeRobotDataset(located, config.model.action_horizon, scene_key=config.data.scene_key)
+    texts = ds.texts()
+    things = [thing for thing, _ in locate.scene_entries(ds.frame(0, with_images=False).scene)]
+    assert len(things) >= 3 and {f"locate the {thing}" for thing in things} <= set(texts)
+    tokenizer = TextTokenizer(train_tokenizer(tmp_path / "t.model", vocab_size=800, extra_text=texts))
+    stats = {}
+    for key, values in (("state", ds.states(np.arange(len(ds)))), ("actions", ds.action_chunks(np.arange(len(ds)))[0])):
+        running = RunningStats()
+        running.update(values)
+        stats[key] = running.get_statistics()
+    data = dataclasses.replace(config.data, locate_prob=1.0)
+    maker = SampleMaker(config.model, data, tokenizer, stats, None, config.text_len)
+    frame = ds.frame(5)
+    entries = dict(locate.scene_entries(frame.scene))
+    sample = maker(frame, np.random.default_rng(0))
+    asked = [
+        thing
+        for thing, where in entries.items()
+        if np.array_equal(
+            sample["text_tokens"],
+            prompts.tokenize_planner_example(tokenizer, f"locate the {thing}", where, max_len=config.text_len).tokens,
+        )
+    ]
+    assert len(asked) == 1
+    assert tokenizer.decode(sample["text_tokens"][sample["subtask_loss_mask"]]) == entries[asked[0]]
+    actor = prompts.tokenize_actor(tokenizer, frame.task, frame.subtask, max_len=config.model.max_token_len)
+    np.testing.assert_array_equal(sample["actor_tokens"], actor.tokens)
+    assert sample["flow_mask"]
+
+    plain = SampleMaker(config.model, config.data, tokenizer, stats, None, config.text_len)(
+        frame, np.random.default_rng(0)
+    )
+    assert tokenizer.decode(plain["text_tokens"][plain["subtask_loss_mask"]]) == prompts.clean_instruction(
+        frame.subtask
+    )
+    with pytest.raises(ValueError, match="locate_prob"):
+        SampleMaker(config.model, dataclasses.replace(data, locate_prob=1.5), tokenizer, stats, None, config.text_len)
+
+
+def test_a_dataset_without_the_scene_column_is_refused_by_name(recorded_dataset):
+    with pytest.raises(DatasetError, match="scene_locations"):
+        LeRobotDataset(recorded_dataset, 10, scene_key="scene_locations")
