@@ -3,8 +3,10 @@
 # perturbed demonstrations of one pick_place scene (noise through every move, some deliberately missed grasps and
 # their recovery), trains the pi05_builtin config on them from scratch for a few CPU-minutes, serves the
 # checkpoint through `rollout --checkpoint` (planner and actor processes) and scores it on that same scene.
-# If this fails, nothing larger will work. Defaults: 80 demonstrations, 3000 steps, 10 episodes; the
-# environment variables below change them (tests/sim/test_learnability_gate.py runs a smaller one).
+# One scene has nothing to find, so its data carries no location words and the run asks no localisation
+# questions (data.locate_prob=0). If this fails, nothing larger will work. Defaults: 80 demonstrations, 3000
+# steps, 10 episodes; the environment variables below change them (tests/sim/test_learnability_gate.py runs a
+# smaller one).
 set -euo pipefail
 out=${GATE_OUT:-runs/gate}
 demos=${GATE_DEMOS:-80}
@@ -22,7 +24,7 @@ robot-runtime compute-norm-stats --config pi05_builtin --set data.path="$out/dat
 robot-runtime train pi05_builtin --exp-name gate --overwrite $progress \
     --set data.path="$out/data" --set assets_dir="$out/assets" --set checkpoint_dir="$out/checkpoints" \
     --set num_train_steps="$steps" --set lr.warmup_steps=100 --set lr.peak_lr=3e-3 --set lr.decay_steps="$steps" \
-    --set save_interval="$steps" --set log_interval=50
+    --set save_interval="$steps" --set log_interval=50 --set data.locate_prob=0
 robot-runtime rollout --env builtin:pick_place --checkpoint "$out/checkpoints/pi05_builtin/gate/$steps" \
     --episodes "$episodes" --seed "$scene" --same-scene --workers 2 --image-size 64 \
     --out "$out/rollout" --quiet

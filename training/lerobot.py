@@ -120,7 +120,8 @@ class LeRobotDataset:
             if scene_key not in table.column_names:
                 raise DatasetError(
                     f"{self.root} has no per-frame column {scene_key!r} of where things are "
-                    "(the built-in recorder writes scene_locations with --locations)"
+                    "for localisation co-training (the built-in recorder writes scene_locations with --locations; "
+                    "or turn it off with --set data.locate_prob=0)"
                 )
             self._scene = np.asarray(table[scene_key].to_pylist(), object)
         self._images_in_table = {c: table[c].combine_chunks() for c in self.cameras if features[c]["dtype"] == "image"}
