@@ -20,7 +20,7 @@ mkdir -p "$out"
 robot-runtime record --env builtin:pick_place --episodes "$demos" --out "$out/data" --image-size 64 --workers 2 \
     --seed "$scene" --same-scene --action-noise 0.1 --mistakes 0.3 $progress
 robot-runtime compute-norm-stats --config pi05_builtin --set data.path="$out/data" --set assets_dir="$out/assets" \
-    --set data.locate_prob=0 $progress
+    $progress
 robot-runtime train pi05_builtin --exp-name gate --overwrite $progress \
     --set data.path="$out/data" --set assets_dir="$out/assets" --set checkpoint_dir="$out/checkpoints" \
     --set num_train_steps="$steps" --set lr.warmup_steps=100 --set lr.peak_lr=3e-3 --set lr.decay_steps="$steps" \

@@ -244,7 +244,7 @@ class ScriptedExpert:
         key = (self.stage, self.phase)
         if key not in self.detours or key in self._detoured:
             return None
-        if self.phase == APPROACH and not env.gripper_opening() > 2 * sc.FINGER_OPEN - 0.01:
+        if self.phase == APPROACH and env.gripper_opening() <= 2 * sc.FINGER_OPEN - 0.01:
             return None
         if self.phase == TRANSPORT and not self._object_in_hand(env):
             return None

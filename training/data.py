@@ -63,15 +63,16 @@ def open_dataset(config: TrainConfig, split: Split = "train") -> LeRobotDataset 
     if split == "val" and data.val_fraction == 0.0:
         return None
     parts, weights = [], []
+    scenes = split != "all"  # norm stats ("all") read no text
     try:
         for path, weight in dataset_parts(config):
-            dataset = _open(config, path, data.episodes)
+            dataset = _open(config, path, data.episodes, scenes)
             if split != "all" and data.val_fraction > 0:
                 ids = [e.index for e in dataset.episodes]
                 val = set(held_out_episodes(ids, data.val_fraction, config.seed))
                 keep = sorted(val) if split == "val" else [e for e in ids if e not in val]
                 dataset.close()
-                dataset = _open(config, path, keep)
+                dataset = _open(config, path, keep, scenes)
             parts.append(dataset)
             weights.append(weight)
     except BaseException:
@@ -83,7 +84,7 @@ def open_dataset(config: TrainConfig, split: Split = "train") -> LeRobotDataset 
     return DatasetMixture(parts, weights)
 
 
-def _open(config: TrainConfig, path: str, episodes) -> LeRobotDataset:
+def _open(config: TrainConfig, path: str, episodes, scenes: bool) -> LeRobotDataset:
     data = config.data
     return LeRobotDataset(
         path,
@@ -92,7 +93,7 @@ def _open(config: TrainConfig, path: str, episodes) -> LeRobotDataset:
         action_key=data.action_key,
         subtask_key=data.subtask_key,
         task_key=data.task_key,
-        scene_key=data.scene_key if data.locate_prob > 0 else None,
+        scene_key=data.scene_key if scenes and data.locate_prob > 0 else None,
         cameras=[dataset_key for dataset_key, _ in data.cameras],
         episodes=episodes,
     )

@@ -90,3 +90,13 @@ def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, 
 def test_a_dataset_without_the_scene_column_is_refused_by_name(recorded_dataset):
     with pytest.raises(DatasetError, match="scene_locations"):
         LeRobotDataset(recorded_dataset, 10, scene_key="scene_locations")
+
+
+def test_norm_stats_read_a_dataset_without_scenes_and_training_refuses_it(recorded_dataset):
+    from training.data import open_dataset
+
+    config = get_config("pi05_builtin", [f"data.path={recorded_dataset}"])
+    assert config.data.locate_prob > 0
+    assert len(open_dataset(config, "all")) > 0  # what compute-norm-stats opens
+    with pytest.raises(DatasetError, match="locate_prob=0"):
+        open_dataset(config)
