@@ -51,15 +51,20 @@ def state_token_ids(state: Float[jax.Array, "b a"], cfg: ModelConfig) -> Int[jax
     return (cfg.state_token_offset + dims + bin_ids).astype(jnp.int32)
 
 
-def smooth_state_embeddings(cfg: ModelConfig, key: jax.Array) -> jax.Array:
-    """Initial rows [C·bins, D] for the state tokens: a sin-cos code of the bin's value plus a random code of its
-    dimension, so that neighbouring bins start out alike and a model trained from scratch reads a number line."""
-    bins, width = cfg.state_tokens, cfg.paligemma.width
+def number_line_rows(bins: int, axes: int, width: int, key: jax.Array) -> Float[jax.Array, "n width"]:
+    """Embedding rows [axes·bins, D] for tokens that name bins of a number: a sin-cos code of the bin's centre
+    in [-1, 1] plus a random code of its axis, so that neighbouring bins start out alike and a model trained
+    from scratch reads (and, through the tied output layer, writes) a number line instead of unrelated ids."""
     centres = jnp.linspace(-1.0, 1.0, 2 * bins + 1)[1::2]
     value_code = posemb_sincos(centres, width, 8.0 / bins, 8.0)  # periods from 4 bins to 4× the range
-    dim_code = jax.random.normal(key, (cfg.action_dim, width))
-    rows = value_code[None, :, :] + dim_code[:, None, :]
-    return (rows / jnp.std(rows)).reshape(cfg.action_dim * bins, width)
+    axis_code = jax.random.normal(key, (axes, width))
+    rows = value_code[None, :, :] + axis_code[:, None, :]
+    return (rows / jnp.std(rows)).reshape(axes * bins, width)
+
+
+def smooth_state_embeddings(cfg: ModelConfig, key: jax.Array) -> jax.Array:
+    """Initial rows [C·bins, D] for the state tokens: one number line per state dimension."""
+    return number_line_rows(cfg.state_tokens, cfg.action_dim, cfg.paligemma.width, key)
 
 
 # (x_t [b,t,a], t scalar) → v [b,t,a]

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from policy.gemma import Dense
+from policy.keypoints import Keypoints
 from policy.lora import lecun_normal
 
 _WIDTH = {"mu": 32, "Ti": 192, "S": 384, "M": 512, "B": 768, "L": 1024, "So400m": 1152}
@@ -37,19 +38,27 @@ class SiglipConfig:
     # embedding then covers `patch / 2**len(stem)` feature-map pixels, so a token still spans `patch` pixels but
     # sees its neighbours too. Empty: SigLIP's plain patch embedding, as openpi's checkpoints have.
     stem: tuple[int, ...] = ()
+    # Spatial-softmax keypoint tokens read off the stem's feature map (policy.keypoints), after the patches.
+    keypoints: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "stem", tuple(int(c) for c in self.stem))
         if self.stem and self.patch % 2 ** len(self.stem):
             raise ValueError(f"patch {self.patch} is not divisible by 2**{len(self.stem)} (the conv stem's stride)")
+        if self.keypoints < 0 or (self.keypoints and not self.stem):
+            raise ValueError(f"keypoints={self.keypoints}: keypoints read the conv stem's features; set a stem")
 
     @property
     def grid(self) -> int:
         return self.image_size // self.patch
 
     @property
-    def num_tokens(self) -> int:
+    def num_patches(self) -> int:
         return self.grid**2
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + self.keypoints
 
 
 def get_siglip_config(variant: str, image_size: int = 224) -> SiglipConfig:
@@ -206,8 +215,10 @@ class SigLIP(nnx.Module):
             self.stem = ConvStem(cfg.stem, rngs=rngs)
         self.embedding = PatchEmbedding(cfg, rngs=rngs)
         self.pos_embedding = nnx.Param(
-            jax.random.normal(rngs.params(), (1, cfg.num_tokens, cfg.width)) / jnp.sqrt(cfg.width)
+            jax.random.normal(rngs.params(), (1, cfg.num_patches, cfg.width)) / jnp.sqrt(cfg.width)
         )
+        if cfg.keypoints:
+            self.keypoints = Keypoints(cfg.stem[-1], cfg.keypoints, cfg.width, rngs=rngs)
         self.Transformer = Encoder(cfg, rngs=rngs)
         self.head = Dense(cfg.width, out_width, rngs=rngs)
 
@@ -218,6 +229,9 @@ class SigLIP(nnx.Module):
         x = images.astype(jnp.float32)
         if self.cfg.stem:
             x = self.stem(x)
+        features = x
         x = self.embedding(x) + self.pos_embedding[...].astype(jnp.float32)
+        if self.cfg.keypoints:
+            x = jnp.concatenate([x, self.keypoints(features)], axis=1)
         x = self.Transformer(x.astype(self.dtype))
         return self.head(x, x.dtype)

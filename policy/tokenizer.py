@@ -186,6 +186,17 @@ def _as_line(text: str) -> str:
 
 
 _SYMBOL = re.compile(r"<[a-z]+\d+>")
+_NUMBERED = re.compile(r"<([a-z]+)(\d+)>")
+
+
+def numbered_symbols(pieces: Sequence[str]) -> dict[str, dict[int, int]]:
+    """{name: {number: piece id}} for the pieces that are symbols `<name12>` (`<x12>`, `<y07>`)."""
+    families: dict[str, dict[int, int]] = {}
+    for piece_id, piece in enumerate(pieces):
+        match = _NUMBERED.fullmatch(piece)
+        if match is not None:
+            families.setdefault(match.group(1), {})[int(match.group(2))] = piece_id
+    return families
 _COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink", "gray", "brown")
 _OBJECTS = (
     "cube",

@@ -47,7 +47,7 @@ from training.samples import SampleMaker, clip_for_fast
 from training.state import init_state, make_train_step, split
 from training.tracking import Tracker
 from training.validation import Validator
-from training.weights import initial_params
+from training.weights import initial_params, number_line_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,10 @@ def _run(
     latest = checkpoints.latest_step() if resume else None
     init_from = _init_path(config, directory.name) if latest is None else None
     params = initial_params(model_cfg, config.seed, init_from)
+    if latest is None and init_from is None:
+        params, lines = number_line_symbols(params, tokenizer.pieces(), config.seed)
+        if lines:
+            logger.info("numbered symbols %s start as number lines", ", ".join(f"<{n}…>" for n in lines))
     trainable_paths, _ = split_trainable(flatten(params), config.trainable, config.frozen)
     if not trainable_paths:
         raise UserFacingError(

@@ -51,6 +51,7 @@ class TrainBatch:
     actor_mask: jax.Array  # bool [B,L]
     actor_ar_mask: jax.Array  # int32 [B,L]; all 0 except in the reasoning protocol's act rows
     state: jax.Array  # float32 [B,action_dim]
+    text_state: jax.Array  # float32 [B,action_dim]; the text row's state: zero in localisation questions
     actions: jax.Array  # float32 [B,H,action_dim]
     action_is_pad: jax.Array  # bool [B,H]
     flow_mask: jax.Array  # bool [B]; False for the reasoning protocol's think rows
@@ -64,7 +65,7 @@ class TrainBatch:
 
     def text_input(self) -> ModelInput:
         return ModelInput(
-            self._images(), self.image_masks, self.text_tokens, self.text_mask, self.state, self.text_ar_mask
+            self._images(), self.image_masks, self.text_tokens, self.text_mask, self.text_state, self.text_ar_mask
         )
 
     def actor_input(self) -> ModelInput:
@@ -136,11 +137,14 @@ class SampleMaker:
             rows = self._reasoning_rows(frame, rng, prompt_state)
         else:
             rows = self._rows(frame, actions, prompt_state, rng)
+        padded_state = _pad_last(state, self.model.action_dim)
+        asks = rows.pop("asks_location", False)
         return {
             "images": images,
             "image_masks": image_masks,
             **rows,
-            "state": _pad_last(state, self.model.action_dim),
+            "state": padded_state,
+            "text_state": np.zeros_like(padded_state) if asks else padded_state,
             "actions": _pad_last(actions, self.model.action_dim),
             "action_is_pad": np.asarray(frame.action_is_pad, bool),
         }
@@ -150,7 +154,7 @@ class SampleMaker:
         if self.data.locate_prob > 0 and rng.random() < self.data.locate_prob:
             question = locate_sample(frame.scene, rng)
         if question is not None:
-            text = tokenize_text_example(self.tokenizer, *question, max_len=self.text_len, state=state)
+            text = tokenize_text_example(self.tokenizer, *question, max_len=self.text_len)
         else:
             fast_ids = None
             if self.fast is not None:
@@ -169,6 +173,7 @@ class SampleMaker:
             "actor_mask": actor.mask,
             "actor_ar_mask": np.zeros_like(actor.tokens),
             "flow_mask": np.bool_(True),
+            "asks_location": question is not None,
         }
 
     def _reasoning_rows(self, frame: Frame, rng: np.random.Generator, state: np.ndarray | None) -> dict:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from policy.checkpoint import CheckpointError, flatten, init_params, load_params, unflatten
 from policy.config import ModelConfig
+from policy.pi05 import number_line_rows
+from policy.tokenizer import numbered_symbols
 from training.checkpoints import resolve_params_dir
 
 logger = logging.getLogger(__name__)
@@ -47,3 +51,29 @@ def initial_params(model: ModelConfig, seed: int, init_from: str | None) -> dict
         )
     logger.info("initialized from %s", params_dir)
     return unflatten(merged)
+
+
+EMBEDDING = "PaliGemma/llm/embedder/input_embedding"
+
+
+def number_line_symbols(params: dict, pieces: Sequence[str], seed: int) -> tuple[dict, list[str]]:
+    """Random-init `params` with the rows of numbered symbols (`<x00>` … `<x29>`, `<y00>` …) set to one number
+    line per name (policy.pi05.number_line_rows), and the names set.
+
+    A location answer is two such symbols, and their rows are both what the model reads and, tied, what its
+    output layer scores. Unrelated random rows make every bin a separate class to learn from scratch, with a
+    few dozen examples each; on a number line a bin near the right one already scores well, and a hidden
+    state that encodes a place linearly reads out as the nearest bin."""
+    families = numbered_symbols(pieces)
+    if not families:
+        return params, []
+    flat = flatten(params)
+    table = np.array(flat[EMBEDDING])
+    bins = max(max(numbers) + 1 for numbers in families.values())
+    rows = np.asarray(number_line_rows(bins, len(families), table.shape[1], jax.random.key(seed)), table.dtype)
+    names = sorted(families)
+    for axis, name in enumerate(names):
+        for number, piece_id in families[name].items():
+            table[piece_id] = rows[axis * bins + number]
+    flat[EMBEDDING] = table
+    return unflatten(flat), names

@@ -12,6 +12,7 @@ from flax import nnx
 
 from policy.checkpoint import init_params, load_model, model_from_params, param_shapes, save_params
 from policy.config import ModelConfig, get_model_config
+from policy.keypoints import expected_places
 from policy.pi05 import Pi05, state_token_ids
 from policy.siglip import SiglipConfig
 
@@ -83,3 +84,34 @@ def test_conv_stem_keeps_the_token_grid_and_round_trips_through_a_checkpoint(sma
 def test_conv_stem_needs_a_patch_its_stride_divides():
     with pytest.raises(ValueError, match="not divisible"):
         SiglipConfig(width=32, depth=1, mlp_dim=64, num_heads=2, patch=6, image_size=36, stem=(8, 16))
+
+
+def test_expected_places_find_a_peaked_channel_and_average_a_flat_one():
+    logits = np.zeros((1, 16, 16, 2), np.float32)
+    logits[0, 3, 12, 0] = 50.0  # channel 0: one hot spot at row 3, column 12; channel 1: flat
+    places, peak = expected_places(jnp.asarray(logits))
+    np.testing.assert_allclose(places[0, 0], [12.5 / 16 * 2 - 1, 3.5 / 16 * 2 - 1], atol=1e-5)
+    np.testing.assert_allclose(places[0, 1], [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(peak[0], [1.0, 1 / 256], rtol=1e-5)
+
+
+def test_keypoint_tokens_follow_a_dot_across_the_image(small_config, tmp_path):
+    vision = dataclasses.replace(STEM_VISION, keypoints=4)
+    cfg = small_config.replace(vision=vision)
+    assert vision.num_tokens == 16 + 4
+    assert param_shapes(cfg)["PaliGemma/img/keypoints/detector/kernel"] == (16, 4)
+    img = Pi05(cfg, rngs=nnx.Rngs(0)).PaliGemma.img
+    dark = -np.ones((2, 32, 32, 3), np.float32)
+    dark[0, 4:7, 4:7] = 1.0  # a white dot top left in image 0, bottom right in image 1
+    dark[1, 24:27, 24:27] = 1.0
+    tokens = np.asarray(img(jnp.asarray(dark)))
+    assert tokens.shape == (2, 20, cfg.paligemma.width)
+    places, _ = img.keypoints.places(img.stem(jnp.asarray(dark)))
+    assert np.abs(places[0] - places[1]).max() > 0.05  # some detector's place moved with the dot
+    save_params(tmp_path / "params", init_params(cfg, seed=0))
+    assert ModelConfig.from_dict(cfg.to_dict()).vision.keypoints == 4
+
+
+def test_keypoints_need_a_conv_stem():
+    with pytest.raises(ValueError, match="keypoints read the conv stem"):
+        SiglipConfig(width=32, depth=1, mlp_dim=64, num_heads=2, patch=8, image_size=32, keypoints=4)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from policy import prompts
+from policy.checkpoint import flatten, init_params, unflatten
 from policy.normalize import RunningStats
 from policy.tokenizer import TextTokenizer, train_tokenizer
 from training import locate
 from training.config import get_config
 from training.lerobot import DatasetError, LeRobotDataset
 from training.samples import SampleMaker
+from training.weights import EMBEDDING, number_line_symbols
 
 SCENE = "red cube <x04><y07>; white box <x19><y08>;  ; blue cylinder <x05><y34>"
 
@@ -76,6 +78,7 @@ def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, 
     actor = prompts.tokenize_actor(tokenizer, frame.task, frame.subtask, max_len=config.model.max_token_len)
     np.testing.assert_array_equal(sample["actor_tokens"], actor.tokens)
     assert sample["flow_mask"]
+    assert not np.any(sample["text_state"]) and np.any(sample["state"])  # the question row hides the hand
 
     plain = SampleMaker(config.model, config.data, tokenizer, stats, None, config.text_len)(
         frame, np.random.default_rng(0)
@@ -83,6 +86,7 @@ def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, 
     assert tokenizer.decode(plain["text_tokens"][plain["subtask_loss_mask"]]) == prompts.clean_instruction(
         frame.subtask
     )
+    np.testing.assert_array_equal(plain["text_state"], plain["state"])
     with pytest.raises(ValueError, match="locate_prob"):
         SampleMaker(config.model, dataclasses.replace(data, locate_prob=1.5), tokenizer, stats, None, config.text_len)
 
@@ -100,3 +104,20 @@ def test_norm_stats_read_a_dataset_without_scenes_and_training_refuses_it(record
     assert len(open_dataset(config, "all")) > 0  # what compute-norm-stats opens
     with pytest.raises(DatasetError, match="locate_prob=0"):
         open_dataset(config)
+
+
+def test_location_symbols_start_as_number_lines():
+    config = get_config("pi05_builtin").model
+    params = {k: np.asarray(v) for k, v in flatten(init_params(config, 0)).items()}
+    pieces = ["<pad>", "red", *(f"<x{i:02d}>" for i in range(30)), "cube", *(f"<y{i:02d}>" for i in range(40))]
+    smoothed, names = number_line_symbols(unflatten(params), pieces, seed=0)
+    assert names == ["x", "y"]
+    before, after = params[EMBEDDING], flatten(smoothed)[EMBEDDING]
+    np.testing.assert_array_equal(after[:2], before[:2])  # other pieces keep their rows
+    np.testing.assert_array_equal(after[32], before[32])
+    xs, ys = after[2:32], after[33:73]
+    near = np.linalg.norm(xs[1:] - xs[:-1], axis=1).mean()
+    assert near < 0.5 * np.linalg.norm(xs[29] - xs[0])  # neighbouring bins start out alike
+    assert np.linalg.norm(xs[10] - ys[10]) > 2 * near  # the two axes differ
+    assert 0.5 < xs.std() / before.std() < 2  # and the rows keep the table's scale
+    assert number_line_symbols(unflatten(params), ["<pad>", "red"], seed=0)[1] == []

@@ -38,6 +38,7 @@ def _batch(cfg, size: int = 2) -> TrainBatch:
         actor_mask=jnp.asarray(mask),
         actor_ar_mask=jnp.zeros((size, length), jnp.int32),
         state=jnp.zeros((size, cfg.action_dim)),
+        text_state=jnp.zeros((size, cfg.action_dim)),
         actions=jnp.asarray(rng.normal(size=(size, horizon, cfg.action_dim)), jnp.float32),
         action_is_pad=jnp.zeros((size, horizon), bool),
         flow_mask=jnp.ones(size, bool),
