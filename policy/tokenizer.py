@@ -197,6 +197,8 @@ def numbered_symbols(pieces: Sequence[str]) -> dict[str, dict[int, int]]:
         if match is not None:
             families.setdefault(match.group(1), {})[int(match.group(2))] = piece_id
     return families
+
+
 _COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink", "gray", "brown")
 _OBJECTS = (
     "cube",
