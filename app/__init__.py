@@ -1,6 +1,6 @@
 """The application layer: the `robot-runtime` CLI (`app.cli`), the local server behind `rollout --checkpoint`
-(`app.local_server`) and the evaluation tools (`python -m app.planner_eval`, `python -m app.actor_eval`). It
-composes every other package; nothing imports it.
+(`app.local_server`) and the evaluation tools (`python -m app.planner_eval`, `app.actor_eval`,
+`app.binding_eval`, `app.actor_closed_loop`). It composes every other package; nothing imports it.
 
 Importing the package loads nothing (the CLI's `--help` loads no jax); `main`, the entry point, imports
 `app.cli` on first use (`__getattr__`, PEP 562)."""

@@ -1,9 +1,10 @@
 """The network and what every user of it shares, bottom layer beside `protos` (it imports no other package
-of the runtime): the pi0.5 network (`pi05.Pi05`, built from `siglip`, `gemma` and `lora`), its config and
-weights (`config`, `checkpoint`, `model_dir`), what it reads (`observation.ModelInput`, which
-`batching.build_input` stacks from rows that `inputs` checked; `images`, `prompts`, `tokenizer`, `fast`,
-`normalize`), KV-cached decoding (`decoding`, `masks`), how the engines compile it (`compiled`, with JAX's
-persistent compilation cache from `compile_cache`) and the openpi parity check (`parity`).
+of the runtime): the pi0.5 network (`pi05.Pi05`, built from `siglip` with its optional `keypoints`, `gemma`
+and `lora`), its config and weights (`config`, `checkpoint`, `model_dir`), what it reads
+(`observation.ModelInput`, which `batching.build_input` stacks from rows that `inputs` checked; `images`,
+`prompts`, `tokenizer`, `fast`, `normalize`), KV-cached decoding (`decoding`, `masks`), how the engines
+compile it (`compiled`, with JAX's persistent compilation cache from `compile_cache`) and the openpi parity
+check (`parity`).
 
 Shapes at the network boundary are jaxtyping annotations; `policy.observation` lists the axis names.
 `normalize.normalize` and `normalize.unnormalize` stay in their module (the one shares its name).
