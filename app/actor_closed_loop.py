@@ -20,15 +20,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
-from app.planner_eval import DEFAULT_TASKS, speaks_locations
+from actor.engine import ChunkRequest
+from app.actor_eval import serving_engine
+from app.planner_eval import DEFAULT_TASKS, check_tasks, speaks_locations
 from policy.errors import UserFacingError
 from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
-from sim.episode import ACTION_DIMS
 from sim.expert import ScriptedExpert
 from sim.rollout_config import BUILTIN_REPLAN_STEPS
-from sim.tasks import list_tasks, make
+from sim.tasks import make
 from training.metrics import Progress
 
 DEFAULT_SEED = 0  # rollouts' held-out seeds; the bundle's recordings start at 100000
@@ -69,17 +69,13 @@ def evaluate(
     replan_steps: int = BUILTIN_REPLAN_STEPS,
     progress: bool = False,
 ) -> dict:
-    unknown = [t for t in tasks if t not in list_tasks()]
-    if unknown:
-        raise ActorClosedLoopError(f"unknown task {unknown[0]!r}; expected some of {list_tasks()}")
+    check_tasks(tasks, ActorClosedLoopError)
     if episodes < 1:
         raise ActorClosedLoopError(f"--episodes must be at least 1, got {episodes}")
     if replan_steps < 1:
         raise ActorClosedLoopError(f"--replan-steps must be at least 1, got {replan_steps}")
     model_dir = ModelDir.open(checkpoint)
-    engine = ChunkEngine.from_model_dir(
-        model_dir, EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
-    )
+    engine = serving_engine(model_dir)
     if replan_steps > model_dir.config.action_horizon:
         raise ActorClosedLoopError(
             f"--replan-steps {replan_steps} is longer than the checkpoint's chunk ({model_dir.config.action_horizon})"

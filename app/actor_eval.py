@@ -34,6 +34,13 @@ TRAIN_SEED = 100_000  # bundles/recreate_builtin.sh records from here
 HELDOUT_SEED = 0  # rollouts start here
 
 
+def serving_engine(model_dir: ModelDir) -> ChunkEngine:
+    """The actor engine for the built-in tasks' 7-D actions, with the checkpoint's serving noise scale."""
+    return ChunkEngine.from_model_dir(
+        model_dir, EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
+    )
+
+
 def first_actions(engine: ChunkEngine, frames: Sequence[Frame], batch: int) -> np.ndarray:
     """The first action of the actor's chunk for each frame, conditioned on the expert's subtask."""
     out = []
@@ -77,8 +84,7 @@ def evaluate(
     progress: bool = False,
 ) -> dict:
     model_dir = ModelDir.open(checkpoint)
-    config = EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
-    engine = ChunkEngine.from_model_dir(model_dir, config)
+    engine = serving_engine(model_dir)
     image_size = model_dir.config.vision.image_size
     locations = speaks_locations(model_dir.text_tokenizer().pieces())
     summary: dict = {"checkpoint": str(checkpoint), "episodes_per_task": episodes}

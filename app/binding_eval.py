@@ -24,15 +24,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from actor.engine import ChunkEngine, ChunkRequest, EngineConfig
-from app.planner_eval import DEFAULT_TASKS, load_decoder, speaks_locations
+from actor.engine import ChunkRequest
+from app.actor_eval import serving_engine
+from app.planner_eval import DEFAULT_TASKS, check_tasks, load_decoder, speaks_locations
 from planner.decoder import DecodeRequest
 from policy.errors import UserFacingError
 from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
-from sim.episode import ACTION_DIMS
 from sim.locations import location_words, split_location
-from sim.tasks import list_tasks, make
+from sim.tasks import make
 from training.metrics import Progress
 
 DEFAULT_SEED = 0  # rollouts' held-out seeds; the bundle's recordings start at 100000
@@ -67,15 +67,11 @@ def evaluate(
     seed: int = DEFAULT_SEED,
     progress: bool = False,
 ) -> dict:
-    unknown = [t for t in tasks if t not in list_tasks()]
-    if unknown:
-        raise BindingEvalError(f"unknown task {unknown[0]!r}; expected some of {list_tasks()}")
+    check_tasks(tasks, BindingEvalError)
     if scenes < 1:
         raise BindingEvalError(f"--scenes must be at least 1, got {scenes}")
     model_dir = ModelDir.open(checkpoint)
-    engine = ChunkEngine.from_model_dir(
-        model_dir, EngineConfig(action_dims=ACTION_DIMS, noise_scale=model_dir.serving.noise_scale)
-    )
+    engine = serving_engine(model_dir)
     _, decoder = load_decoder(checkpoint, None, None, 1, MAX_NEW_TOKENS)
     locations = speaks_locations(model_dir.text_tokenizer().pieces())
     cameras = {c: key for c, key in LIBERO_CAMERAS.items() if key in model_dir.config.image_keys}

@@ -231,6 +231,13 @@ def speaks_locations(pieces: Sequence[str]) -> bool:
     return bool(set(location_symbols()) & set(pieces))
 
 
+def check_tasks(tasks: Sequence[str], error: type[UserFacingError]) -> None:
+    """Raises `error` naming the first of `tasks` that is not a built-in task."""
+    unknown = [t for t in tasks if t not in list_tasks()]
+    if unknown:
+        raise error(f"unknown task {unknown[0]!r}; expected some of {list_tasks()}")
+
+
 def load_decoder(
     checkpoint: pathlib.Path,
     tokenizer: pathlib.Path | None,
@@ -271,9 +278,7 @@ def evaluate(
     The decoder is built and compiled before any episode runs, so a bad checkpoint fails fast and compiling
     stays out of the latencies.
     """
-    unknown = [t for t in tasks if t not in list_tasks()]
-    if unknown:
-        raise PlannerEvalError(f"unknown task {unknown[0]!r}; expected some of {list_tasks()}")
+    check_tasks(tasks, PlannerEvalError)
     for flag, value in (
         ("--episodes", episodes),
         ("--every", every),
