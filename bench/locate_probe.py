@@ -10,8 +10,8 @@ thing); `dataset` reads random recorded frames of `--data` (a `record --location
 the picture, often at the thing asked about). One scene in ten (by seed, or by episode) is held out. The
 symbol rows start as number lines as in a real run (`training.weights.number_line_symbols`), or as random
 rows with `--random-symbols`; `--blank-images` gives the control that only the words and the layout prior
-can reach. Every 100 steps it prints the held-out loss, the share of held-out answers within 2 bins of the
-truth on both axes (teacher-forced) and the median bin error. The last line printed is one JSON object.
+can reach. Every 100 steps it prints one JSON line: the held-out loss, the share of held-out answers within
+2 bins of the truth on both axes (teacher-forced) and the median bin error; the last line sums the run up.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 "median_bin_error": float(np.median(errors)),
             }
             history.append(point)
-            print(point, flush=True)
+            print(json.dumps(point), flush=True)
     print(
         json.dumps(
             {

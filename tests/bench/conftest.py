@@ -34,3 +34,8 @@ def vs_openpi() -> types.ModuleType:
 @pytest.fixture(scope="module")
 def multi_robot() -> types.ModuleType:
     return _load("multi_robot")
+
+
+@pytest.fixture(scope="module")
+def locate_probe() -> types.ModuleType:
+    return _load("locate_probe")
