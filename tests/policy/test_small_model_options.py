@@ -108,7 +108,13 @@ def test_keypoint_tokens_follow_a_dot_across_the_image(small_config, tmp_path):
     assert tokens.shape == (2, 20, cfg.paligemma.width)
     places, _ = img.keypoints.places(img.stem(jnp.asarray(dark)))
     assert np.abs(places[0] - places[1]).max() > 0.05  # some detector's place moved with the dot
-    save_params(tmp_path / "params", init_params(cfg, seed=0))
+    params = init_params(cfg, seed=0, perturb_std=0.05)
+    save_params(tmp_path / "params", params)
+    np.testing.assert_allclose(  # the keypoint weights round-trip through a checkpoint
+        load_model(cfg, tmp_path).PaliGemma.img(jnp.asarray(dark)),
+        model_from_params(cfg, params).PaliGemma.img(jnp.asarray(dark)),
+        atol=1e-6,
+    )
     assert ModelConfig.from_dict(cfg.to_dict()).vision.keypoints == 4
 
 
