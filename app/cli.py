@@ -246,6 +246,8 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--mistakes must be a probability in [0, 1], got {args.mistakes}")
     if not 0 <= args.detours <= 1:
         raise UserError(f"--detours must be a probability in [0, 1], got {args.detours}")
+    if args.first_frames is not None and args.first_frames < 1:
+        raise UserError(f"--first-frames must be >= 1, got {args.first_frames}")
     import pathlib
 
     out = pathlib.Path(args.out)
@@ -271,6 +273,7 @@ def _record(args: argparse.Namespace) -> int:
             locations=args.locations,
             detours=args.detours,
             same_scene=args.same_scene,
+            first_frames=args.first_frames,
         )
     except RuntimeError as err:
         raise UserError(str(err)) from err
@@ -590,6 +593,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--locations",
         action="store_true",
         help="end every subtask label with its target's table position, e.g. 'move to the red cube <x12><y07>'",
+    )
+    p.add_argument(
+        "--first-frames",
+        type=int,
+        metavar="N",
+        help="keep only each episode's first N frames, from the reset pose on (scenes for localisation training)",
     )
     p.add_argument(
         "--same-scene",

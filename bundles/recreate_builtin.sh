@@ -7,21 +7,31 @@
 # object or container, with the clean expert's labels throughout. Every move's label ends with where it goes
 # (location words, `sim.locations`), so the planner finds the target and the actor follows its words. Then
 # one run of the pi05_builtin config (the joint recipe: subtask CE + flow; conv stem, state tokens) from
-# scratch, with the frames decoded once into a memory-mapped cache. Evaluation seeds start at 0 (rollouts) and 5000 (planner_eval); the demonstrations use
-# seeds 100000+, so every evaluation episode is held out.
+# scratch, with the frames decoded once into a memory-mapped cache. A second dataset holds only the reset
+# frame of 20 000 more scenes (`--first-frames 1`), 30% of every batch: there the hand gives nothing away, and
+# the planner's localisation questions are asked on first frames only (`data.locate_frames=1`), so it learns
+# to find things in the cameras, not to read them off the hand. Evaluation seeds start at 0 (rollouts) and
+# 5000 (planner_eval); the demonstrations use seeds 100000+ and the scenes 300000+, so every evaluation
+# episode is held out.
 #
 # Re-running it resumes: a finished recording is kept, and training continues from its latest checkpoint.
 # Set BUNDLE_STEPS, BUNDLE_EPISODES to change the recipe (the bundle's figures in the README use the defaults).
 set -euo pipefail
 steps=${BUNDLE_STEPS:-12000}
 episodes=${BUNDLE_EPISODES:-4000}
+scenes=${BUNDLE_SCENES:-20000}
 data=data/builtin
+scene_data=data/builtin_scenes
 runs=checkpoints/pi05_builtin
 
 if [[ ! -f $data/meta/info.json ]]; then
     robot-runtime record --env builtin:all --episodes "$episodes" --out "$data" --image-size 64 --workers 2 \
         --seed 100000 --action-noise 0.1 --mistakes 0.3 --detours 0.5 --locations --overwrite
     rm -f assets/pi05_builtin/default/norm_stats.json
+fi
+if [[ ! -f $scene_data/meta/info.json ]]; then
+    robot-runtime record --env builtin:all --episodes "$scenes" --out "$scene_data" --image-size 64 --workers 2 \
+        --seed 300000 --locations --first-frames 1 --overwrite
 fi
 if [[ ! -f assets/pi05_builtin/default/norm_stats.json ]]; then
     robot-runtime compute-norm-stats --config pi05_builtin
@@ -32,7 +42,7 @@ if compgen -G "$runs/bundle/[0-9]*" > /dev/null; then
     resume=--resume
 fi
 robot-runtime train pi05_builtin --exp-name bundle $resume --set num_train_steps="$steps" \
-    --set lr.decay_steps="$steps"
+    --set lr.decay_steps="$steps" --set data.path=none --set data.mixture="[[\"$data\", 0.7], [\"$scene_data\", 0.3]]"
 
 step_dir=$runs/bundle/$steps
 out=bundles/builtin

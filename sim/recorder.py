@@ -155,8 +155,10 @@ class _EpisodeWorker:
         mistakes: float = 0.0,
         locations: bool = False,
         detours: float = 0.0,
+        first_frames: int | None = None,
     ):
         self.scratch = scratch
+        self.first_frames = first_frames
         self.detours = detours
         self.locations = locations
         self.action_noise = action_noise
@@ -213,7 +215,7 @@ class _EpisodeWorker:
         info = {"success": False}
         noise_scale = self.action_noise * np.array([1, 1, 1, 0, 0, 0, 0], np.float64)
         try:
-            while not done:
+            while not done and (self.first_frames is None or len(states) < self.first_frames):
                 action, subtask = labeller.act(env)
                 executed, _ = executor.act(env)
                 t = len(states)
@@ -233,7 +235,7 @@ class _EpisodeWorker:
         finally:
             for wr in writers.values():
                 wr.release()
-        ok = bool(info["success"])
+        ok = bool(info["success"]) or (self.first_frames is not None and len(states) == self.first_frames)
         result = {
             "attempt": attempt,
             "task_name": task_name,
@@ -496,12 +498,14 @@ def record(
     same_scene: bool = False,
     locations: bool = False,
     detours: float = 0.0,
+    first_frames: int | None = None,
     **task_options,
 ) -> dict:
     """Record ``episodes`` successful expert episodes of ``task_name`` (a name or a list cycled over).
 
     ``same_scene`` records every attempt on the scene of ``seed`` (the perturbations still differ): the
-    one-scene data of the learnability gate. Returns a summary: {"out_dir", "episodes", "frames", "failed",
+    one-scene data of the learnability gate. ``first_frames`` keeps only each episode's first frames, from
+    the reset pose on (scenes for localisation training, with the hand away from every thing). Returns a summary: {"out_dir", "episodes", "frames", "failed",
     "failed_seeds", "attempts", "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default
     2 * episodes + 10) runs out.
     """
@@ -521,6 +525,8 @@ def record(
         raise ValueError(f"mistakes must be a probability in [0, 1], got {mistakes}")
     if not 0.0 <= detours <= 1.0:
         raise ValueError(f"detours must be a probability in [0, 1], got {detours}")
+    if first_frames is not None and first_frames < 1:
+        raise ValueError(f"first_frames must be >= 1, got {first_frames}")
     if isinstance(image_size, (int, np.integer)):
         image_size = (int(image_size), int(image_size))
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -544,7 +550,18 @@ def record(
     def job(k: int) -> tuple[int, str, int]:
         return k, names[k % len(names)], seed if same_scene else seed + k
 
-    worker_args = (scratch, image_size, cameras, control_hz, task_options, action_noise, mistakes, locations, detours)
+    worker_args = (
+        scratch,
+        image_size,
+        cameras,
+        control_hz,
+        task_options,
+        action_noise,
+        mistakes,
+        locations,
+        detours,
+        first_frames,
+    )
     try:
         if workers <= 1:
             worker = _EpisodeWorker(*worker_args)

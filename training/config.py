@@ -78,6 +78,9 @@ class DataConfig:
     # one thing listed in the per-frame column `scene_key` is, instead of the subtask.
     locate_prob: float = 0.0
     scene_key: str = "scene_locations"
+    # Ask only on frames this early in their episode (None: on every frame). Later frames show the hand on its
+    # way to the thing, a shortcut that teaches nothing at the reset pose, where the planner needs it most.
+    locate_frames: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,7 +316,14 @@ def _builtin() -> TrainConfig:
     return TrainConfig(
         name="pi05_builtin",
         model=model,
-        data=DataConfig(path="data/builtin", num_workers=2, geometric_augment=False, frame_cache=True, locate_prob=0.4),
+        data=DataConfig(
+            path="data/builtin",
+            num_workers=2,
+            geometric_augment=False,
+            frame_cache=True,
+            locate_prob=0.6,
+            locate_frames=1,
+        ),
         subtask_loss_weight=1.0,
         fast_loss_weight=0.0,
         flow_loss_weight=1.0,

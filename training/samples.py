@@ -104,6 +104,8 @@ class SampleMaker:
         self.reasoning = reasoning
         if not 0.0 <= data.locate_prob <= 1.0:
             raise ValueError(f"data.locate_prob must be in [0, 1], got {data.locate_prob}")
+        if data.locate_frames is not None and data.locate_frames < 1:
+            raise ValueError(f"data.locate_frames must be >= 1 or None, got {data.locate_frames}")
         if reasoning is not None and self.text_len != model.max_token_len:
             raise ValueError("the reasoning protocol uses one row for text and flow: leave max_text_len unset")
         self.cameras = {model_key: dataset_key for dataset_key, model_key in data.cameras}
@@ -151,7 +153,7 @@ class SampleMaker:
 
     def _rows(self, frame: Frame, actions: np.ndarray, state: np.ndarray | None, rng: np.random.Generator) -> dict:
         question = None
-        if self.data.locate_prob > 0 and rng.random() < self.data.locate_prob:
+        if self._may_ask(frame) and rng.random() < self.data.locate_prob:
             question = locate_sample(frame.scene, rng)
         if question is not None:
             text = tokenize_text_example(self.tokenizer, *question, max_len=self.text_len)
@@ -175,6 +177,10 @@ class SampleMaker:
             "flow_mask": np.bool_(True),
             "asks_location": question is not None,
         }
+
+    def _may_ask(self, frame: Frame) -> bool:
+        early = self.data.locate_frames is None or frame.frame_index < self.data.locate_frames
+        return self.data.locate_prob > 0 and early
 
     def _reasoning_rows(self, frame: Frame, rng: np.random.Generator, state: np.ndarray | None) -> dict:
         assert self.reasoning is not None  # __call__ picks these rows only with a sampler

@@ -66,6 +66,7 @@ def test_record_cli_writes_a_dataset_with_the_lerobot_schema(tmp_path, capsys):
         (["--env", "pick_place", "--episodes", "1"], "expected builtin:TASK"),
         (["--env", "builtin:pick_place", "--episodes", "0"], "--episodes must be >= 1"),
         (["--env", "builtin:pick_place", "--episodes", "1", "--detours", "1.5"], "--detours must be a probability"),
+        (["--env", "builtin:pick_place", "--episodes", "1", "--first-frames", "0"], "--first-frames must be >= 1"),
     ],
 )
 def test_record_cli_rejects_bad_input_in_one_line(tmp_path, capsys, argv, message):

@@ -200,6 +200,23 @@ def test_same_scene_records_one_layout_with_different_perturbations(tmp_path):
     assert starts[0] != starts[1]  # different noise
 
 
+def test_first_frames_keep_the_start_of_each_episode_from_the_reset_pose(tmp_path):
+    full, short = tmp_path / "full", tmp_path / "short"
+    record("two_stage", 1, full, seed=6, image_size=IMG, progress=False, locations=True)
+    summary = record("two_stage", 2, short, seed=6, image_size=IMG, progress=False, locations=True, first_frames=2)
+    assert summary["episodes"] == 2 and summary["frames"] == 4 and summary["failed"] == 0
+    assert [e["length"] for e in _read_jsonl(short / "meta" / "episodes.jsonl")] == [2, 2]
+    whole = pq.read_table(full / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+    start = pq.read_table(short / "data" / "chunk-000" / "episode_000000.parquet").to_pydict()
+    for column in ("observation.state", "action", "subtask", "scene_locations"):
+        assert start[column] == whole[column][:2], column
+    video = "videos/chunk-000/observation.images.agentview/episode_000000.mp4"
+    assert len(_read_video(short / video)) == 2
+    np.testing.assert_array_equal(_read_video(short / video)[0], _read_video(full / video)[0])
+    with pytest.raises(ValueError, match="first_frames"):
+        record("pick_place", 1, tmp_path / "bad", image_size=IMG, progress=False, first_frames=0)
+
+
 def test_locations_end_every_label_and_leave_the_episode_unchanged(tmp_path):
     """`locations` changes the labels only: the same states and actions, each move followed by where it goes."""
     from sim.locations import split_location

@@ -48,18 +48,27 @@ def located(tmp_path_factory):
     return out
 
 
-def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, tmp_path):
+@pytest.fixture(scope="module")
+def located_parts(located, tmp_path_factory):
+    """(config, dataset, tokenizer, norm stats) for SampleMakers over the located dataset."""
     config = get_config("pi05_subtask_hybrid_tiny", [f"data.path={located}"])
     ds = LeRobotDataset(located, config.model.action_horizon, scene_key=config.data.scene_key)
     texts = ds.texts()
-    things = [thing for thing, _ in locate.scene_entries(ds.frame(0, with_images=False).scene)]
-    assert len(things) >= 3 and {f"locate the {thing}" for thing in things} <= set(texts)
-    tokenizer = TextTokenizer(train_tokenizer(tmp_path / "t.model", vocab_size=800, extra_text=texts))
+    model_path = tmp_path_factory.mktemp("tokenizer") / "t.model"
+    tokenizer = TextTokenizer(train_tokenizer(model_path, vocab_size=800, extra_text=texts))
     stats = {}
     for key, values in (("state", ds.states(np.arange(len(ds)))), ("actions", ds.action_chunks(np.arange(len(ds)))[0])):
         running = RunningStats()
         running.update(values)
         stats[key] = running.get_statistics()
+    return config, ds, tokenizer, stats
+
+
+def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located_parts):
+    config, ds, tokenizer, stats = located_parts
+    texts = ds.texts()
+    things = [thing for thing, _ in locate.scene_entries(ds.frame(0, with_images=False).scene)]
+    assert len(things) >= 3 and {f"locate the {thing}" for thing in things} <= set(texts)
     data = dataclasses.replace(config.data, locate_prob=1.0)
     maker = SampleMaker(config.model, data, tokenizer, stats, None, config.text_len)
     frame = ds.frame(5)
@@ -89,6 +98,22 @@ def test_a_locate_sample_asks_where_a_thing_is_and_keeps_the_actor_row(located, 
     np.testing.assert_array_equal(plain["text_state"], plain["state"])
     with pytest.raises(ValueError, match="locate_prob"):
         SampleMaker(config.model, dataclasses.replace(data, locate_prob=1.5), tokenizer, stats, None, config.text_len)
+
+
+def test_locate_frames_asks_only_at_the_start_of_an_episode(located_parts):
+    config, ds, tokenizer, stats = located_parts
+    data = dataclasses.replace(config.data, locate_prob=1.0, locate_frames=2)
+    maker = SampleMaker(config.model, data, tokenizer, stats, None, config.text_len)
+    for row in range(4):
+        frame = ds.frame(row)
+        sample = maker(frame, np.random.default_rng(row))
+        said = tokenizer.decode(sample["text_tokens"][sample["subtask_loss_mask"]])
+        if frame.frame_index < 2:
+            assert said in dict(locate.scene_entries(frame.scene)).values()
+        else:
+            assert said == prompts.clean_instruction(frame.subtask)
+    with pytest.raises(ValueError, match="locate_frames"):
+        SampleMaker(config.model, dataclasses.replace(data, locate_frames=0), tokenizer, stats, None, config.text_len)
 
 
 def test_a_dataset_without_the_scene_column_is_refused_by_name(recorded_dataset):
