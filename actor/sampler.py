@@ -78,6 +78,11 @@ class FlowSampler:
         return self.buckets[-1]
 
     @property
+    def stages(self) -> CompiledStages:
+        """This sampler's compiled stages."""
+        return self._stages
+
+    @property
     def compiles(self) -> list[CompileEvent]:
         """Every compilation this sampler paid for, in order."""
         return self._stages.events

@@ -12,7 +12,8 @@ Every measurement runs in a fresh process (this script with `--worker`), so each
 - serve (`--serve`): the same load, then the actor's `ChunkEngine` and the planner's `SubtaskDecoder` over that
   one network (in service each process loads its own), batch bucket 1 only. The first chunk includes compiling
   the prefix pass and the denoiser, the first subtask its prefix pass and decode loop (`compile_s` of each);
-  `--chunks` and `--subtasks` more calls give the steady latency; then the peak RSS again. The requests are two
+  `--chunks` and `--subtasks` more calls give the steady latency; then the peak RSS again, and the largest
+  scratch memory an executable of each engine needs (`actor_scratch_bytes`, `planner_scratch_bytes`). The requests are two
   LIBERO cameras of uniform noise at the model's image size, the task, a zero state.
 
 The persistent compilation cache is off unless `--compile-cache DIR` is given, so that first calls compile.
@@ -150,6 +151,7 @@ def serve_worker(checkpoint: pathlib.Path, args: argparse.Namespace) -> dict[str
     figures |= {
         "first_chunk_s": round(chunk_ms[0] / 1e3, 2),
         "actor_compile_s": round(sum(event.compile_ms for event in sampler.compiles) / 1e3, 2),
+        "actor_scratch_bytes": sampler.stages.scratch_bytes,
         "steady_chunk_ms": summary(chunk_ms[1:]),
         "chunk_prefill_ms": round(last.prefill_ms, 1),
         "chunk_denoise_ms": round(last.denoise_ms, 1),
@@ -167,6 +169,7 @@ def serve_worker(checkpoint: pathlib.Path, args: argparse.Namespace) -> dict[str
     figures |= {
         "first_subtask_s": round(subtask_ms[0] / 1e3, 2),
         "planner_compile_s": round(sum(event.compile_ms for event in decoder.compiles) / 1e3, 2),
+        "planner_scratch_bytes": decoder.stages.scratch_bytes,
         "steady_subtask_ms": summary(subtask_ms[1:]),
         "subtask_tokens": len(planned.token_ids),
         "subtask": planned.text,
@@ -258,7 +261,11 @@ def table(figures: dict[str, Any]) -> list[str]:
             f"steady {ms(served['steady_subtask_ms'])}   {served['subtask_tokens']} tokens {served['subtask']!r}"
         )
         peak, end = gb(served["serve_peak_rss_bytes"]), gb(served["serve_rss_bytes"])
-        rows.append(f"serve    peak RSS {peak}   RSS at end {end}")
+        scratch = max(served["actor_scratch_bytes"], served["planner_scratch_bytes"])
+        rows.append(
+            f"serve    peak RSS {peak} ({served['serve_peak_rss_bytes'] / served['weights_bytes']:.2f} × weights)   "
+            f"RSS at end {end}   largest executable scratch {gb(scratch)}"
+        )
     return rows
 
 

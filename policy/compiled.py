@@ -8,6 +8,12 @@ time (`jit(...).lower(...).compile()`) means an executable never recompiles sile
 measured apart from any call's; each compilation is recorded as a `CompileEvent`. With JAX's persistent
 compilation cache on (`policy.compile_cache`, which the serving processes enable), a stage that an earlier
 process compiled is read from disk instead, and its event says so (`cache_hit`).
+
+XLA's CPU backend computes in float32 only: it converts bfloat16 weights to float32 where they are used, and
+its loop-invariant code motion then hoists the conversion of every scanned layer stack (and of the embedding
+table) out of the layer and step loops, so that an executable holds a float32 copy of all the weights it
+reads, twice their bfloat16 bytes, while it runs. `low_memory_options` turns that pass off for networks with
+16-bit weights on the CPU: each layer is converted as it is used, and memory stays at one copy of the weights.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class CompiledStages:
         self._network = (self._graphdef, _signature(self.state))
         self._table = ExecutableTable() if table is None else table
         self._own: dict[Hashable, Callable] = {}  # this engine's lookups, keyed without hashing the graph again
+        self._compiler_options = low_memory_options(self.state)
         self.events: list[CompileEvent] = []
 
     def executable(
@@ -90,7 +97,7 @@ class CompiledStages:
             start = time.perf_counter()
             run = functools.partial(_merged, self._graphdef, functools.partial(stage, **settings))
             with compile_cache.lookups() as cache:
-                compiled = jax.jit(run).lower(self.state, *args).compile()
+                compiled = jax.jit(run).lower(self.state, *args).compile(self._compiler_options)
             compile_ms = (time.perf_counter() - start) * 1e3
             self.events.append(dataclasses.replace(event, compile_ms=compile_ms, cache_hit=cache.hit))
             return compiled
@@ -98,6 +105,12 @@ class CompiledStages:
         found = self._table.get_or_compile((*own_key, self._network), compile_stage)
         self._own[own_key] = found
         return found
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The largest scratch memory one of this engine's executables needs while it runs (XLA's analysis)."""
+        sizes = [executable.memory_analysis().temp_size_in_bytes for executable in self._own.values()]
+        return max(sizes, default=0)
 
     @property
     def compile_ms(self) -> float:
@@ -112,6 +125,20 @@ def describe_compiles(events: Sequence[CompileEvent]) -> str:
     if any(event.cache_hit is not None for event in events):
         line += f", {sum(bool(event.cache_hit) for event in events)} from the compilation cache"
     return line
+
+
+HOISTING_PASS = "while-loop-invariant-code-motion"
+
+
+def low_memory_options(state: Any) -> dict[str, str]:
+    """XLA options that keep a CPU executable from holding a float32 copy of 16-bit weights (see above)."""
+    if jax.default_backend() != "cpu":
+        return {}
+    half = any(
+        leaf.dtype.itemsize == 2 and jax.numpy.issubdtype(leaf.dtype, jax.numpy.floating)
+        for leaf in jax.tree.leaves(state)
+    )
+    return {"xla_disable_hlo_passes": HOISTING_PASS} if half else {}
 
 
 def _merged(graphdef: nnx.GraphDef, stage: Stage, state: nnx.State, *args: Any) -> Any:

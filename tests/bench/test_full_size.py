@@ -46,6 +46,7 @@ def check_serve(serve: dict, horizon: int, chunks: int, subtasks: int) -> None:
         assert 0 < steady["min_ms"] <= steady["p50_ms"] <= steady["max_ms"]
     assert 1 <= serve["subtask_tokens"] <= serve["max_new_tokens"]
     assert serve["serve_peak_rss_bytes"] >= serve["peak_rss_bytes"]
+    assert serve["actor_scratch_bytes"] > 0 and serve["planner_scratch_bytes"] > 0
 
 
 def test_makes_loads_and_serves_a_tiny_checkpoint(tmp_path):
