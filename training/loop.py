@@ -32,7 +32,7 @@ from policy.normalize import normalize
 from policy.prompts import actor_text, clean_instruction, planner_text, reasoning_tokens
 from policy.tokenizer import TextTokenizer, train_tokenizer
 from training import distributed, sharding
-from training.checkpoints import Checkpoints
+from training.checkpoints import Checkpoints, resolve_params_dir
 from training.config import TrainConfig
 from training.data import open_dataset
 from training.filters import split_trainable
@@ -287,6 +287,15 @@ def _init_path(config: TrainConfig, exp_name: str) -> str | None:
     return config.init_from.replace("{exp_name}", exp_name).replace("{checkpoint_dir}", config.checkpoint_dir)
 
 
+def _init_tokenizer(config: TrainConfig, exp_name: str) -> pathlib.Path | None:
+    """The tokenizer saved beside the checkpoint a run starts from: the ids its embedding rows were trained on."""
+    init_from = _init_path(config, exp_name)
+    if init_from is None:
+        return None
+    candidate = resolve_params_dir(init_from).parent / RUN_TOKENIZER
+    return candidate if candidate.is_file() else None
+
+
 def _reasoning(config: TrainConfig) -> ReasoningSampler | None:
     data = config.data
     if data.reasoning_json is None:
@@ -303,6 +312,10 @@ def _text_tokenizer(
     if config.tokenizer is not None:
         return TextTokenizer(config.tokenizer)
     path = directory / RUN_TOKENIZER
+    inherited = _init_tokenizer(config, directory.name)
+    if not path.is_file() and inherited is not None:
+        logger.info("using the tokenizer of %s, whose weights this run starts from", inherited.parent)
+        shutil.copyfile(inherited, path)
     if not path.is_file():
         corpus = _prompt_corpus(dataset)
         if reasoning is not None:

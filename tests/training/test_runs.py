@@ -3,7 +3,7 @@
 - a run killed with SIGKILL after a checkpoint and resumed logs the same losses, and ends with the same
   weights, as a run that never stopped;
 - KI stage 1 leaves the action expert and stage 2 everything but the expert bit-identical, stage 2 starting
-  from stage 1's weights;
+  from stage 1's weights and tokenizer;
 - LoRA leaves every base language-model weight bit-identical; with EMA the served weights are the average;
 - data parallel + FSDP over 4 CPU devices computes the same losses as one device;
 - the reasoning LoRA twin trains on cot_simple.json-style annotations, and `serve --reasoning` streams chunks
@@ -116,7 +116,9 @@ def test_ki_stages_freeze_exactly_what_they_say(workspace):
     _, base = workspace
     steps = ["num_train_steps=3", "save_interval=3", "log_interval=1"]
     stage1 = _train("pi05_subtask_fast_tiny", "ki", [*base, *steps])
-    stage2 = _train("pi05_action_expert_tiny", "ki", [*base, *steps])
+    # a tokenizer of another size would be trained if stage 2 did not take stage 1's, whose ids its weights know
+    stage2 = _train("pi05_action_expert_tiny", "ki", [*base, *steps, "tokenizer_vocab_size=300"])
+    assert (stage2 / "3" / "tokenizer.model").read_bytes() == (stage1 / "3" / "tokenizer.model").read_bytes()
 
     from training.config import get_config
 
