@@ -10,10 +10,11 @@ from flax import nnx
 
 import policy.compiled
 from actor.sampler import FlowSampler
+from policy.batching import Row
 from policy.checkpoint import init_params, model_from_params
 from policy.config import get_model_config
 from policy.gemma import GemmaConfig
-from policy.observation import ModelInput
+from policy.prompts import TokenizedPrompt
 
 
 def _wide_model(dtype: str):
@@ -27,13 +28,9 @@ def _sample(cfg, model) -> tuple[np.ndarray, int, int]:
     """(actions, the largest executable's scratch bytes, the bytes of the language model's layer weights)."""
     sampler = FlowSampler(model, cfg, num_steps=2, buckets=(1,))
     size, tokens = cfg.vision.image_size, cfg.max_token_len
-    observation = ModelInput(
-        images={key: jnp.zeros((1, size, size, 3)) for key in cfg.image_keys},
-        image_masks={key: jnp.ones(1, bool) for key in cfg.image_keys},
-        tokens=jnp.ones((1, tokens), jnp.int32),
-        token_mask=jnp.ones((1, tokens), bool),
-        state=jnp.zeros((1, cfg.action_dim)),
-    )
+    images = {key: np.zeros((size, size, 3), np.uint8) for key in cfg.image_keys}
+    prompt = TokenizedPrompt(np.ones(tokens, np.int32), np.ones(tokens, bool))
+    observation = [Row(images, prompt, np.zeros(cfg.action_dim, np.float32))]
     actions = sampler.sample(observation, seed=0)
     layers = nnx.state(model.PaliGemma.llm.layers)
     return actions, sampler.stages.scratch_bytes, sum(x.nbytes for x in jax.tree.leaves(layers))
