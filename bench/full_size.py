@@ -13,8 +13,8 @@ Every measurement runs in a fresh process (this script with `--worker`), so each
   one network (in service each process loads its own), batch bucket 1 only. The first chunk includes compiling
   the prefix pass and the denoiser, the first subtask its prefix pass and decode loop (`compile_s` of each);
   `--chunks` and `--subtasks` more calls give the steady latency; then the peak RSS again, and the largest
-  scratch memory an executable of each engine needs (`actor_scratch_bytes`, `planner_scratch_bytes`). The requests are two
-  LIBERO cameras of uniform noise at the model's image size, the task, a zero state.
+  scratch memory an executable of each engine needs (`actor_scratch_bytes`, `planner_scratch_bytes`). The
+  requests are two LIBERO cameras of uniform noise at the model's image size, the task, a zero state.
 
 The persistent compilation cache is off unless `--compile-cache DIR` is given, so that first calls compile.
 A table, then one JSON object as the last line.

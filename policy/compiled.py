@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import threading
 import time
+import typing
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,8 @@ class CompiledStages:
     @property
     def scratch_bytes(self) -> int:
         """The largest scratch memory one of this engine's executables needs while it runs (XLA's analysis)."""
-        sizes = [executable.memory_analysis().temp_size_in_bytes for executable in self._own.values()]
-        return max(sizes, default=0)
+        analyses = [typing.cast(jax.stages.Compiled, executable).memory_analysis() for executable in self._own.values()]
+        return max((analysis.temp_size_in_bytes for analysis in analyses if analysis is not None), default=0)
 
     @property
     def compile_ms(self) -> float:
@@ -130,7 +131,7 @@ def describe_compiles(events: Sequence[CompileEvent]) -> str:
 HOISTING_PASS = "while-loop-invariant-code-motion"
 
 
-def low_memory_options(state: Any) -> dict[str, str]:
+def low_memory_options(state: Any) -> dict[str, str | bool]:
     """XLA options that keep a CPU executable from holding a float32 copy of 16-bit weights (see above)."""
     if jax.default_backend() != "cpu":
         return {}

@@ -505,9 +505,9 @@ def record(
 
     ``same_scene`` records every attempt on the scene of ``seed`` (the perturbations still differ): the
     one-scene data of the learnability gate. ``first_frames`` keeps only each episode's first frames, from
-    the reset pose on (scenes for localisation training, with the hand away from every thing). Returns a summary: {"out_dir", "episodes", "frames", "failed",
-    "failed_seeds", "attempts", "tasks", "seconds"}. Raises RuntimeError if ``max_attempts`` (default
-    2 * episodes + 10) runs out.
+    the reset pose on (scenes for localisation training, with the hand away from every thing). Returns a
+    summary: {"out_dir", "episodes", "frames", "failed", "failed_seeds", "attempts", "tasks", "seconds"}.
+    Raises RuntimeError if ``max_attempts`` (default 2 * episodes + 10) runs out.
     """
     from sim.tasks import TASKS
 
