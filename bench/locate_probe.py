@@ -6,8 +6,9 @@ schedule, no augmentation, a zero state) on localisation questions alone, `locat
         [--random-symbols] [--blank-images] [--lr 1e-3] [--seed 0] [--set KEY=VALUE ...]
 
 `--source reset` renders the reset pose of new scenes of both built-in tasks (the hand away from every
-thing); `dataset` reads random recorded frames of `--data` (a `record --locations` dataset: the hand is in
-the picture, often at the thing asked about). One scene in ten (by seed, or by episode) is held out. The
+thing), at the network's image size (`--set model.vision.image_size=128` renders at 128²); `dataset` reads
+random recorded frames of `--data` (a `record --locations` dataset: the hand is in the picture, often at the
+thing asked about). One scene in ten (by seed, or by episode) is held out. The
 symbol rows start as number lines as in a real run (`training.weights.number_line_symbols`), or as random
 rows with `--random-symbols`; `--blank-images` gives the control that only the words and the layout prior
 can reach. Every 100 steps it prints one JSON line: the held-out loss, the share of held-out answers within
@@ -79,11 +80,11 @@ def score_answers(questions: list[str], scenes: list[str], said: list[tuple[int,
     return {name: round(float(np.mean(values)), 3) for name, values in tally.items() if values}
 
 
-def reset_rows(scenes: int, rng: np.random.Generator) -> list[tuple]:
+def reset_rows(scenes: int, rng: np.random.Generator, image_size: int = 64) -> list[tuple]:
     from sim.locations import scene_locations
     from sim.tasks import make
 
-    envs = [make(task, seed=0, image_size=64) for task in ("pick_place", "two_stage")]
+    envs = [make(task, seed=0, image_size=image_size) for task in ("pick_place", "two_stage")]
     rows = []
     for k in range(scenes):
         env = envs[k % 2]
@@ -141,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     tokenizer = TextTokenizer(args.tokenizer)
-    raw = reset_rows(args.scenes, rng) if args.source == "reset" else dataset_rows(args.data, args.scenes, rng)
+    config = get_config("pi05_builtin", args.set).model
+    if args.source == "reset":
+        raw = reset_rows(args.scenes, rng, config.vision.image_size)
+    else:
+        raw = dataset_rows(args.data, args.scenes, rng)
+        if raw[0][0].shape[0] != config.vision.image_size:
+            size = config.vision.image_size
+            parser.error(f"{args.data} has {raw[0][0].shape[0]}-pixel frames; the network reads {size}")
     examples = [tokenize_planner_example(tokenizer, *row[2], max_len=TEXT_LEN) for row in raw]
     agent = jnp.stack([uint8_to_model(r[0]) for r in raw])
     wrist = jnp.stack([uint8_to_model(r[1]) for r in raw])
@@ -154,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     groups = np.array([r[3] for r in raw])
     held, train = np.flatnonzero(groups % 10 == 0), np.flatnonzero(groups % 10 != 0)
 
-    config = get_config("pi05_builtin", args.set).model
     params = init_params(config, args.seed)
     if not args.random_symbols:
         params, _ = number_line_symbols(params, tokenizer.pieces(), args.seed)
