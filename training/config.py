@@ -316,13 +316,7 @@ def _builtin() -> TrainConfig:
     return TrainConfig(
         name="pi05_builtin",
         model=model,
-        data=DataConfig(
-            path="data/builtin",
-            num_workers=2,
-            geometric_augment=False,
-            frame_cache=True,
-            locate_prob=0.4,
-        ),
+        data=DataConfig(path="data/builtin", num_workers=2, geometric_augment=False, frame_cache=True, locate_prob=0.4),
         subtask_loss_weight=1.0,
         fast_loss_weight=0.0,
         flow_loss_weight=1.0,
