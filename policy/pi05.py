@@ -91,6 +91,18 @@ def euler_integrate(
     return x_0
 
 
+def prompt_mean(
+    text: Float[jax.Array, "b l d"], token_mask: Bool[jax.Array, "b l"], token_ar_mask: jax.Array | None
+) -> Float[jax.Array, "b d"]:
+    """The mean embedding of the prompt: the valid tokens before the first causal block (an answer being
+    trained on comes after it and must not leak into what conditions the images)."""
+    prompt = token_mask.astype(jnp.bool_)
+    if token_ar_mask is not None:
+        prompt &= jnp.cumsum(token_ar_mask.astype(jnp.int32), axis=1) == 0
+    weights = prompt.astype(jnp.float32)[..., None]
+    return (text.astype(jnp.float32) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+
+
 class PaliGemma(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         experts = [cfg.paligemma, cfg.action_expert]
@@ -125,10 +137,12 @@ class Pi05(nnx.Module):
         """Prefix embeddings, input mask and ar mask."""
         tokens, input_mask, ar_mask = [], [], []
         batch = obs.batch_size
+        text = self.PaliGemma.llm.embed(obs.tokens)
+        words = prompt_mean(text, obs.token_mask, obs.token_ar_mask) if self.cfg.vision.film else None
         for name in self.cfg.image_keys:
             if name not in obs.images:
                 raise ValueError(f"missing image {name!r}; the model expects {list(self.cfg.image_keys)}")
-            image_tokens = self.PaliGemma.img(obs.images[name])
+            image_tokens = self.PaliGemma.img(obs.images[name], words)
             n = image_tokens.shape[1]
             tokens.append(image_tokens)
             input_mask.append(jnp.broadcast_to(obs.image_masks[name][:, None], (batch, n)))
@@ -139,7 +153,7 @@ class Pi05(nnx.Module):
             tokens.append(self.PaliGemma.llm.embed(state_token_ids(obs.state, self.cfg)))
             input_mask.append(jnp.ones((batch, self.cfg.action_dim), jnp.bool_))
             ar_mask.append(jnp.zeros((batch, self.cfg.action_dim), jnp.bool_))
-        tokens.append(self.PaliGemma.llm.embed(obs.tokens))
+        tokens.append(text)
         input_mask.append(obs.token_mask.astype(jnp.bool_))
         text_ar = jnp.zeros_like(obs.token_mask, jnp.bool_) if obs.token_ar_mask is None else obs.token_ar_mask
         ar_mask.append(text_ar.astype(jnp.bool_))

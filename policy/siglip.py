@@ -40,6 +40,9 @@ class SiglipConfig:
     stem: tuple[int, ...] = ()
     # Spatial-softmax keypoint tokens read off the stem's feature map (policy.keypoints), after the patches.
     keypoints: int = 0
+    # FiLM: the prompt's mean token embedding scales and shifts the stem's feature channels (as RT-1 conditions
+    # its image encoder on the instruction), so that what the words name stands out before the pooling.
+    film: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "stem", tuple(int(c) for c in self.stem))
@@ -47,6 +50,8 @@ class SiglipConfig:
             raise ValueError(f"patch {self.patch} is not divisible by 2**{len(self.stem)} (the conv stem's stride)")
         if self.keypoints < 0 or (self.keypoints and not self.stem):
             raise ValueError(f"keypoints={self.keypoints}: keypoints read the conv stem's features; set a stem")
+        if self.film and not self.stem:
+            raise ValueError("film conditions the conv stem's features; set a stem")
 
     @property
     def grid(self) -> int:
@@ -219,16 +224,24 @@ class SigLIP(nnx.Module):
         )
         if cfg.keypoints:
             self.keypoints = Keypoints(cfg.stem[-1], cfg.keypoints, cfg.width, rngs=rngs)
+        if cfg.film:
+            self.film = Dense(out_width, 2 * cfg.stem[-1], rngs=rngs, zero=True)
         self.Transformer = Encoder(cfg, rngs=rngs)
         self.head = Dense(cfg.width, out_width, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(self, images: jax.Array, words: jax.Array | None = None) -> jax.Array:
+        """`words` [B,out_width]: what FiLM conditions on (the prompt's mean embedding), when `film` is on."""
         expected = (self.cfg.image_size, self.cfg.image_size, 3)
         if images.shape[1:] != expected:
             raise ValueError(f"images have shape {images.shape}, expected [B, {', '.join(map(str, expected))}]")
         x = images.astype(jnp.float32)
         if self.cfg.stem:
             x = self.stem(x)
+        if self.cfg.film:
+            if words is None:
+                raise ValueError("this vision encoder is conditioned on the prompt (film); pass its embedding")
+            scale, shift = jnp.split(self.film(words.astype(jnp.float32))[:, None, None, :], 2, axis=-1)
+            x = x * (1 + scale) + shift
         features = x
         x = self.embedding(x) + self.pos_embedding[...].astype(jnp.float32)
         if self.cfg.keypoints:

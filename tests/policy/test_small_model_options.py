@@ -121,3 +121,32 @@ def test_keypoint_tokens_follow_a_dot_across_the_image(small_config, tmp_path):
 def test_keypoints_need_a_conv_stem():
     with pytest.raises(ValueError, match="keypoints read the conv stem"):
         SiglipConfig(width=32, depth=1, mlp_dim=64, num_heads=2, patch=8, image_size=32, keypoints=4)
+
+
+def _image_tokens(model: Pi05, obs) -> np.ndarray:
+    embedded, _, _ = model.embed_prefix(obs)
+    return np.asarray(embedded[:, : len(model.cfg.image_keys) * model.cfg.vision.num_tokens])
+
+
+def test_film_conditions_the_images_on_the_prompt_but_not_on_the_answer(small_config, make_input):
+    cfg = small_config.replace(vision=dataclasses.replace(STEM_VISION, film=True))
+    assert param_shapes(cfg)["PaliGemma/img/film/kernel"] == (cfg.paligemma.width, 2 * 16)
+    model = model_from_params(cfg, init_params(cfg, seed=0, perturb_std=0.05))
+    obs = make_input(cfg, 1, [8])
+    ar_mask = np.zeros((1, cfg.max_token_len), np.int32)
+    ar_mask[0, 5] = 1  # tokens 5..7: an answer being trained on, after the prompt
+    obs = dataclasses.replace(obs, token_ar_mask=jnp.asarray(ar_mask))
+    other_word = dataclasses.replace(obs, tokens=obs.tokens.at[0, 2].add(1))
+    other_answer = dataclasses.replace(obs, tokens=obs.tokens.at[0, 6].add(1))
+    base = _image_tokens(model, obs)
+    assert np.abs(_image_tokens(model, other_word) - base).max() > 1e-4
+    np.testing.assert_allclose(_image_tokens(model, other_answer), base, atol=1e-6)
+
+    plain = model_from_params(small_config, init_params(small_config, seed=0, perturb_std=0.05))
+    np.testing.assert_allclose(_image_tokens(plain, other_word), _image_tokens(plain, obs), atol=1e-6)
+    assert ModelConfig.from_dict(cfg.to_dict()).vision.film
+
+
+def test_film_needs_a_conv_stem():
+    with pytest.raises(ValueError, match="film conditions the conv stem"):
+        SiglipConfig(width=32, depth=1, mlp_dim=64, num_heads=2, patch=8, image_size=32, film=True)
