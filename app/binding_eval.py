@@ -10,6 +10,8 @@ Three figures, each with its chance level (a uniform pick among the scene's obje
 - `planner`: does its first subtask name the target ("move to the {target}"), and, for a location-speaking
   checkpoint, is the object nearest the place it names the target?
 - `policy`: the two together: given the planner's subtask, does the actor head for the target?
+- `planner_locates` (location-speaking checkpoints): asked "locate the X" for each object X in turn, with the
+  state zeroed as in training's localisation questions, is the object nearest its answer X?
 
 The last stdout line is one JSON object.
 """
@@ -31,6 +33,7 @@ from planner.decoder import DecodeRequest
 from policy.errors import UserFacingError
 from policy.inputs import LIBERO_CAMERAS
 from policy.model_dir import ModelDir
+from policy.normalize import unnormalize
 from sim.locations import location_words, split_location
 from sim.tasks import make
 from training.metrics import Progress
@@ -75,6 +78,8 @@ def evaluate(
     _, decoder = load_decoder(checkpoint, None, None, 1, MAX_NEW_TOKENS)
     locations = speaks_locations(model_dir.text_tokenizer().pieces())
     cameras = {c: key for c, key in LIBERO_CAMERAS.items() if key in model_dir.config.image_keys}
+    stats = model_dir.norm_stats["state"]
+    blank = unnormalize(np.zeros(stats.dim), stats, use_quantiles=model_dir.config.use_quantiles).astype(np.float32)
     rows = []
     bar = Progress(len(tasks) * scenes, label="scenes", enabled=progress)
     try:
@@ -83,7 +88,7 @@ def evaluate(
             try:
                 for k in range(scenes):
                     obs = env.reset(seed=seed + k)
-                    rows.append(_score_scene(engine, decoder, env, obs, cameras, locations, trial=k))
+                    rows.append(_score_scene(engine, decoder, env, obs, cameras, locations, trial=k, blank=blank))
                     bar.update(len(rows))
             finally:
                 env.close()
@@ -104,10 +109,13 @@ def evaluate(
         "planner_words": share("planner_words"),
         "planner_located": share("planner_located") if locations else None,
         "policy": share("policy"),
+        "planner_locates": share("planner_locates") if locations else None,
     }
 
 
-def _score_scene(engine, decoder, env, obs: dict, cameras: dict, locations: bool, trial: int) -> dict:
+def _score_scene(
+    engine, decoder, env, obs: dict, cameras: dict, locations: bool, trial: int, blank: np.ndarray
+) -> dict:
     """Hits and trials of one scene at its reset pose (see the module docstring)."""
     images = {cameras[c]: image for c, image in obs["images"].items()}
     hand = np.asarray(env.ee_pos())
@@ -122,6 +130,12 @@ def _score_scene(engine, decoder, env, obs: dict, cameras: dict, locations: bool
     actor = sum(aim(_move_to(o.description, where[i, :2] if locations else None)) == i for i, o in enumerate(objects))
     said = decoder.decode([DecodeRequest(images, obs["task"], obs["state"])], temperature=0.0)[0].text
     words, place = split_location(said)
+    locates = 0
+    if locations:
+        for i, o in enumerate(objects):
+            question = DecodeRequest(images, f"locate the {o.description}", blank)
+            _, at = split_location(" " + decoder.decode([question], temperature=0.0)[0].text)
+            locates += at is not None and nearest_object(at, where) == i
     return {
         "chance": 1 / len(objects),
         "actor": actor,
@@ -132,6 +146,8 @@ def _score_scene(engine, decoder, env, obs: dict, cameras: dict, locations: bool
         "planner_located_trials": 1,
         "policy": bool(said.strip()) and aim(said) == target,  # an empty subtask is no plan
         "policy_trials": 1,
+        "planner_locates": locates,
+        "planner_locates_trials": len(objects),
     }
 
 
@@ -150,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserFacingError, FileNotFoundError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    located = f", locates it {summary['planner_located']:.2f}" if summary["locations"] else ""
+    located = ""
+    if summary["locations"]:
+        located = f", locates it {summary['planner_located']:.2f} (asked, any object: {summary['planner_locates']:.2f})"
     print(
         f"at the reset pose of {summary['scenes']} held-out scenes (chance {summary['chance']:.2f}): actor heads "
         f"for the object named {summary['actor']:.2f}; planner names the target {summary['planner_words']:.2f}"

@@ -44,6 +44,7 @@ def test_one_run_on_a_tiny_checkpoint(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["scenes"] == 2 and summary["locations"] is False and summary["planner_located"] is None
+    assert summary["planner_locates"] is None
     assert 1 / 3 <= summary["chance"] <= 1 / 2
     for key in ("actor", "planner_words", "policy"):
         assert 0.0 <= summary[key] <= 1.0
