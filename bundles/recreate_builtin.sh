@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # The exact command sequence that produced bundles/builtin; `make bundle` runs it from the repository root.
 #
-# One dataset of both built-in tasks (the default "slots" layout), every episode perturbed so that the expert
-# shows how to recover: noise on every move (σ = 0.1), and in 30% of the stages a first grasp that misses on
-# purpose (beside the object or above it), and in half of the moves a detour that first heads over the wrong
-# object or container, with the clean expert's labels throughout. Every move's label ends with where it goes
-# (location words, `sim.locations`), so the planner finds the target and the actor follows its words. Then
-# one run of the pi05_builtin config (the joint recipe: subtask CE + flow; conv stem, state tokens) from
-# scratch, with the frames decoded once into a memory-mapped cache. Evaluation seeds start at 0 (rollouts) and 5000 (planner_eval); the demonstrations use
-# seeds 100000+, so every evaluation episode is held out.
+# Two datasets of both built-in tasks (the default "slots" layout):
+# - 4000 demonstrations, every episode perturbed so that the expert shows how to recover: noise on every move
+#   (σ = 0.1), in 30% of the stages a first grasp that misses on purpose (beside the object or above it), and in
+#   half of the moves a detour that first heads over the wrong object or container, with the clean expert's
+#   labels throughout. Every move's label ends with where it goes (location words, `sim.locations`).
+# - 20 000 reset scenes, one frame each, with every thing's place (`--first-frames 1 --locations`): the
+#   localisation questions ("locate the red cube") at the pose where the hand gives nothing away.
+# Then two runs of the pi05_builtin config (conv stem with FiLM, state tokens), frames decoded once into a
+# memory-mapped cache: stage 1 (`locate`) learns localisation alone, 90% reset scenes; stage 2 (`bundle`), started
+# from it, the joint recipe (subtask CE + flow, 60% of the text rows localisation questions on first frames) on
+# 70% demonstrations and 30% reset scenes. Norm stats are the demonstrations'. Evaluation seeds start at 0
+# (rollouts) and 5000 (planner_eval, binding_eval); the datasets use seeds 100000+ and 300000+, so every
+# evaluation episode is held out.
 #
-# Re-running it resumes: a finished recording is kept, and training continues from its latest checkpoint.
-# Set BUNDLE_STEPS, BUNDLE_EPISODES to change the recipe (the bundle's figures in the README use the defaults).
+# Re-running it resumes: a finished recording is kept, and each stage continues from its latest checkpoint.
+# Set BUNDLE_STEPS, BUNDLE_LOCATE_STEPS, BUNDLE_EPISODES, BUNDLE_SCENES to change the recipe (the bundle's figures
+# in the README use the defaults).
 set -euo pipefail
 steps=${BUNDLE_STEPS:-12000}
+locate_steps=${BUNDLE_LOCATE_STEPS:-5000}
 episodes=${BUNDLE_EPISODES:-4000}
+scenes=${BUNDLE_SCENES:-20000}
 data=data/builtin
+scene_data=data/builtin_scenes
 runs=checkpoints/pi05_builtin
 
 if [[ ! -f $data/meta/info.json ]]; then
@@ -23,16 +32,28 @@ if [[ ! -f $data/meta/info.json ]]; then
         --seed 100000 --action-noise 0.1 --mistakes 0.3 --detours 0.5 --locations --overwrite
     rm -f assets/pi05_builtin/default/norm_stats.json
 fi
+if [[ ! -f $scene_data/meta/info.json ]]; then
+    robot-runtime record --env builtin:all --episodes "$scenes" --out "$scene_data" --image-size 64 --workers 2 \
+        --seed 300000 --locations --first-frames 1 --overwrite
+fi
 if [[ ! -f assets/pi05_builtin/default/norm_stats.json ]]; then
-    robot-runtime compute-norm-stats --config pi05_builtin
+    robot-runtime compute-norm-stats --config pi05_builtin --set data.path="$data"
 fi
 
-resume=--overwrite
-if compgen -G "$runs/bundle/[0-9]*" > /dev/null; then
-    resume=--resume
-fi
-robot-runtime train pi05_builtin --exp-name bundle $resume --set num_train_steps="$steps" \
-    --set lr.decay_steps="$steps"
+train() {  # exp-name, steps, overrides...: a run of pi05_builtin, resumed from its latest checkpoint if any
+    local exp=$1 n=$2 resume=--overwrite
+    shift 2
+    if compgen -G "$runs/$exp/[0-9]*" > /dev/null; then
+        resume=--resume
+    fi
+    robot-runtime train pi05_builtin --exp-name "$exp" $resume --set num_train_steps="$n" \
+        --set lr.decay_steps="$n" --set data.path=none "$@"
+}
+train locate "$locate_steps" --set data.mixture="[[\"$data\", 0.1], [\"$scene_data\", 0.9]]" \
+    --set data.locate_prob=1 --set flow_loss_weight=0 --set lr.peak_lr=1e-3 --set lr.decay_lr=1e-3 \
+    --set data.augment=false
+train bundle "$steps" --set data.mixture="[[\"$data\", 0.7], [\"$scene_data\", 0.3]]" \
+    --set init_from="$runs/locate/$locate_steps"
 
 step_dir=$runs/bundle/$steps
 out=bundles/builtin

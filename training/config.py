@@ -296,9 +296,16 @@ def _builtin() -> TrainConfig:
 
     Two 64² cameras go through a two-layer convolutional stem (overlapping receptive fields) and 16-pixel
     patches, 16 tokens each: the prefix length sets a CPU step's cost (8-pixel patches make a step 2.6× slower).
-    The state enters as 8 reserved-id tokens of 64 bins (state_tokens), not as text.
+    The prompt scales and shifts the stem's channels (FiLM), without which the small network never learns which
+    object a colour word names. The state enters as 8 reserved-id tokens of 64 bins (state_tokens), not as text.
+
+    Localisation questions are asked on first frames only, where the hand does not give the answer away. The
+    bundle's recipe has two stages, both this config with overrides (`bundles/recreate_builtin.sh`): localisation
+    alone on reset scenes, then these losses on demonstrations mixed with reset scenes, started from the first.
     """
-    vision = SiglipConfig(width=128, depth=2, mlp_dim=256, num_heads=4, patch=16, image_size=64, stem=(32, 64))
+    vision = SiglipConfig(
+        width=128, depth=2, mlp_dim=256, num_heads=4, patch=16, image_size=64, stem=(32, 64), film=True
+    )
     llm = GemmaConfig(width=96, depth=2, mlp_dim=256, num_heads=4, num_kv_heads=1, head_dim=24)
     expert = GemmaConfig(width=64, depth=2, mlp_dim=192, num_heads=4, num_kv_heads=1, head_dim=24)
     model = ModelConfig(
@@ -316,7 +323,14 @@ def _builtin() -> TrainConfig:
     return TrainConfig(
         name="pi05_builtin",
         model=model,
-        data=DataConfig(path="data/builtin", num_workers=2, geometric_augment=False, frame_cache=True, locate_prob=0.4),
+        data=DataConfig(
+            path="data/builtin",
+            num_workers=2,
+            geometric_augment=False,
+            frame_cache=True,
+            locate_prob=0.6,
+            locate_frames=1,
+        ),
         subtask_loss_weight=1.0,
         fast_loss_weight=0.0,
         flow_loss_weight=1.0,
