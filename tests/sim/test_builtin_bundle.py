@@ -65,16 +65,12 @@ def test_bundle_runs_a_short_closed_loop_episode_through_the_runtime(tmp_path, c
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: the FiLM bundle solves 41 of 50 held-out episodes, but two_stage only 17 of 25: the second "
-    "object's grasp, next to the first (README, 'How well it does')",
-)
 def test_bundle_solves_held_out_episodes(tmp_path, capsys):
-    results, rc = _rollout(tmp_path, 25)
+    """Issue 12's acceptance: ≥ 80% per task on 50 held-out episodes each (measured 0.96–0.98 and 0.80–0.86)."""
+    results, rc = _rollout(tmp_path, 50)
     print(capsys.readouterr().out[-2000:])
     assert rc == 0
-    assert len(results["episodes"]) == 50
+    assert len(results["episodes"]) == 100
     assert results["success_rate"] >= 0.8
     assert all(task["success_rate"] >= 0.8 for task in results["per_task"].values()), results["per_task"]
 
