@@ -300,8 +300,9 @@ def _builtin() -> TrainConfig:
     object a colour word names. The state enters as 8 reserved-id tokens of 64 bins (state_tokens), not as text.
 
     Localisation questions are asked on first frames only, where the hand does not give the answer away. The
-    bundle's recipe has two stages, both this config with overrides (`bundles/recreate_builtin.sh`): localisation
-    alone on reset scenes, then these losses on demonstrations mixed with reset scenes, started from the first.
+    bundle's recipe has three stages, all this config with overrides (`bundles/recreate_builtin.sh`): localisation
+    alone on reset scenes; these losses on demonstrations mixed with reset scenes, started from the first; the
+    second continued at a lower learning rate.
     """
     vision = SiglipConfig(
         width=128, depth=2, mlp_dim=256, num_heads=4, patch=16, image_size=64, stem=(32, 64), film=True
