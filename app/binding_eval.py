@@ -132,9 +132,9 @@ def _score_scene(
     words, place = split_location(said)
     locates = 0
     if locations:
-        for i, o in enumerate(objects):
-            question = DecodeRequest(images, f"locate the {o.description}", blank)
-            _, at = split_location(" " + decoder.decode([question], temperature=0.0)[0].text)
+        questions = [DecodeRequest(images, f"locate the {o.description}", blank) for o in objects]
+        for i, answer in enumerate(decoder.decode(questions, temperature=0.0)):
+            _, at = split_location(" " + answer.text)
             locates += at is not None and nearest_object(at, where) == i
     return {
         "chance": 1 / len(objects),
